@@ -8,7 +8,7 @@ import re
 
 from models.errors import InputError
 
-_CM_RE = re.compile(r"^[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$")
+_CM_RE = re.compile(r"^[A-Z][0-9A-Z][0-9A-Z][0-9A-Z]{0,4}$")  # FY2026 added QA0.0101-style codes
 # PCS uses digits and letters except I and O; CodiEsp also uses 4-character prefixes.
 _PCS_RE = re.compile(r"^[0-9A-HJ-NP-Z]{3,7}$")
 

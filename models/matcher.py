@@ -1,0 +1,245 @@
+"""Zero-shot catalogue matcher: every billable ICD-10-CM code and every ICD-10-PCS code, no training.
+
+Each code has one or more *names* (its description with the non-essential parts removed, and its
+inclusion terms). A note is split into sentences; for every (sentence, name) pair the matcher measures
+how much of the name's information (idf mass over the catalogue's own vocabulary) the sentence
+contains. A code scores high when one sentence covers one of its names fully; among codes that are
+covered, the one whose matched name carries more information (the more specific code) ranks first.
+Everything that does not depend on the note is built once, at construction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.catalog import Catalog
+from models.text import Segment, split_sentences, tokenize
+
+# Words that carry no information for matching, and the words of "unspecified" style that a note
+# rarely states: a code named "X, unspecified" is what a note that merely says "X" is coded as.
+_STOP = frozenset(
+    "a an and are as at by due for from in into is of on or the to with than other specified "
+    "unspecified nos nec elsewhere classified site part type not approach".split()
+)
+_STOP = _STOP - {"type"}
+_OPTIONAL_TAIL_RE = re.compile(
+    r"(,\s*unspecified(\s+\w+){0,2}|,?\s*not elsewhere classified|\s+without complications?)\s*$",
+    re.IGNORECASE,
+)
+_PARENS_RE = re.compile(r"\([^()]*\)")
+_APPROACH_RE = re.compile(r",\s*[^,]*approach\s*$", re.IGNORECASE)
+
+# Clinical synonyms mapped onto the catalogue's words (both sides of a match pass through this).
+_SYNONYMS = {
+    "renal": "kidney", "kidneys": "kidney", "hepatic": "liver", "pulmonary": "lung", "lungs": "lung",
+    "cardiac": "heart", "gastric": "stomach", "cerebral": "brain", "ocular": "eye", "dermal": "skin",
+    "cutaneous": "skin", "vesical": "bladder", "ureteral": "ureter", "testicular": "testis",
+    "testicle": "testis", "ovarian": "ovary", "uterine": "uterus", "colonic": "colon",
+    "ultrasound": "ultrasonography", "ultrasounds": "ultrasonography", "sonography": "ultrasonography",
+    "echography": "ultrasonography", "ultrasonographic": "ultrasonography", "ecography": "ultrasonography",
+    "tomographic": "tomography", "scan": "tomography", "tac": "tomography",
+    "mr": "magnetic", "radiographs": "radiography",
+    "radiological": "radiography", "radiology": "radiography",
+    "tumour": "neoplasm", "tumor": "neoplasm", "tumors": "neoplasm", "tumours": "neoplasm",
+    "neoplasia": "neoplasm", "carcinoma": "malignant", "cancer": "malignant", "metastases": "secondary",
+    "metastatic": "secondary", "metastasis": "secondary", "hypertensive": "hypertension",
+    "diabetic": "diabetes", "anaemia": "anemia", "haemorrhage": "hemorrhage", "bleeding": "hemorrhage",
+    "infarct": "infarction", "fever": "fever", "febrile": "fever", "pyrexia": "fever",
+    "biopsy": "excision", "biopsies": "excision", "removal": "excision", "resected": "resection",
+    "excised": "excision", "drained": "drainage", "puncture": "drainage", "aspiration": "drainage",
+    "transfusion": "transfusion", "intravenous": "vein", "iv": "vein",
+}
+
+
+# Words that stand for several catalogue words: "appendectomy" is a resection of the appendix.
+_EXPANSIONS = {
+    "appendectomy": ("resection", "appendix"), "cholecystectomy": ("resection", "gallbladder"),
+    "nephrectomy": ("resection", "kidney"), "hysterectomy": ("resection", "uterus"),
+    "colectomy": ("resection", "colon"), "gastrectomy": ("resection", "stomach"),
+    "mastectomy": ("resection", "breast"), "splenectomy": ("resection", "spleen"),
+    "thyroidectomy": ("resection", "thyroid"), "prostatectomy": ("resection", "prostate"),
+    "orchiectomy": ("resection", "testis"), "oophorectomy": ("resection", "ovary"),
+    "adrenalectomy": ("resection", "adrenal"), "pancreatectomy": ("resection", "pancreas"),
+    "cystectomy": ("resection", "bladder"), "laparoscopic": ("percutaneous", "endoscopic"),
+    "laparoscopy": ("percutaneous", "endoscopic"), "endoscopy": ("endoscopic",),
+    "ct": ("computerized", "tomography"), "mri": ("magnetic", "resonance", "imaging"),
+    "xray": ("plain", "radiography"), "radiograph": ("plain", "radiography"),
+    "radiography": ("plain", "radiography"), "ultrasound": ("ultrasonography",),
+}
+
+
+def _stem(token: str) -> str:
+    token = _SYNONYMS.get(token, token)
+    if len(token) > 4 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        token = token[:-1]
+        token = _SYNONYMS.get(token, token)
+    return token
+
+
+_ABSENCE = frozenset({"without", "no", "non"})
+
+
+def _terms(text: str) -> list[str]:
+    """Matching terms: stemmed, stop words dropped, and "without X" kept apart from "X"."""
+    terms: list[str] = []
+    absent = False
+    for token in tokenize(text):
+        if token in _ABSENCE:
+            absent = True
+            continue
+        if token in _STOP:
+            continue
+        prefix = "not_" if absent else ""
+        terms.extend(prefix + _stem(t) for t in _EXPANSIONS.get(token, (token,)))
+        absent = False
+    return terms
+
+
+def _name_variants(description: str, system: str) -> list[str]:
+    """The description and its forms without the parts a note rarely states."""
+    variants = [description]
+    core = _PARENS_RE.sub(" ", description)
+    core = _OPTIONAL_TAIL_RE.sub("", core)
+    if system == "ICD-10-PCS":
+        core = _APPROACH_RE.sub("", core)
+    if core.strip() and core != description:
+        variants.append(core)
+    return variants
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Scores of one note over the matcher's codes, with the best supporting sentence per code."""
+
+    scores: np.ndarray  # (n_codes,) in [0, 1]
+    best_segment: np.ndarray  # (n_codes,) index into segments, -1 where nothing matched
+    segments: list[Segment]
+
+    def evidence(self, code_idx: int) -> Segment | None:
+        """The sentence that supports a code best, or None."""
+        k = int(self.best_segment[code_idx])
+        return self.segments[k] if k >= 0 else None
+
+
+class CatalogMatcher:
+    """Scores every catalogue code against a note by lexical coverage of the code's names."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        systems: tuple[str, ...] = ("ICD-10-CM", "ICD-10-PCS"),
+        min_coverage: float = 0.6,
+        mass_scale: float = 8.0,
+        sibling_decay: float = 0.6,
+    ) -> None:
+        self.min_coverage = min_coverage
+        self.mass_scale = mass_scale
+        self.sibling_decay = sibling_decay
+        self.codes: list[str] = []
+        self.code_systems: list[str] = []
+        names: list[list[str]] = []
+        name_code: list[int] = []
+        for system in systems:
+            if system == "ICD-10-CM":
+                entries = [(c, catalog.cm.description(c), catalog.cm.inclusion_terms(c)) for c in catalog.cm.billable_codes]
+            else:
+                entries = [(c, catalog.pcs.descriptions[c], []) for c in catalog.pcs.codes]
+            for code, description, inclusion in entries:
+                code_idx = len(self.codes)
+                self.codes.append(code)
+                self.code_systems.append(system)
+                seen: set[tuple[str, ...]] = set()
+                for name in [*_name_variants(description, system), *inclusion]:
+                    terms = tuple(dict.fromkeys(_terms(name)))
+                    if terms and terms not in seen:
+                        seen.add(terms)
+                        names.append(list(terms))
+                        name_code.append(code_idx)
+        vocab: dict[str, int] = {}
+        rows, cols = [], []
+        for i, terms in enumerate(names):
+            for t in terms:
+                rows.append(i)
+                cols.append(vocab.setdefault(t, len(vocab)))
+        self.vocab = vocab
+        n_names = len(names)
+        presence = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_names, len(vocab)))
+        df = np.asarray(presence.sum(axis=0)).ravel()
+        self.idf = np.log((1 + n_names) / (1 + df)).astype(np.float32) + 1.0
+        self._name_weights = (presence @ sp.diags(self.idf)).T.tocsr()  # (vocab, names)
+        self._name_mass = np.asarray(presence @ self.idf).ravel()  # (names,)
+        self._name_code = np.asarray(name_code, dtype=np.int64)
+        self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
+        # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
+        # sentence names one concept, so its second-best sibling is worth less than its best.
+        groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
+        group_ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+        self._code_group = np.asarray([group_ids[g] for g in groups], dtype=np.int64)
+
+    def _sentence_matrix(self, segments: list[Segment]) -> sp.csr_matrix:
+        rows, cols = [], []
+        for i, seg in enumerate(segments):
+            for t in set(_terms(seg.text)):
+                j = self.vocab.get(t)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+        return sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(segments), len(self.vocab))
+        )
+
+    def match(self, text: str) -> MatchResult:
+        """Score every code against one note."""
+        segments = split_sentences(text)
+        scores = np.zeros(len(self.codes), dtype=np.float32)
+        best_segment = np.full(len(self.codes), -1, dtype=np.int64)
+        if not segments:
+            return MatchResult(scores, best_segment, segments)
+        matched = (self._sentence_matrix(segments) @ self._name_weights).tocoo()  # (sentences, names)
+        coverage = matched.data / self._name_mass[matched.col]
+        keep = coverage >= self.min_coverage
+        sent_idx, name_idx, coverage = matched.row[keep], matched.col[keep], coverage[keep]
+        mass = matched.data[keep]
+        name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale))
+        code_idx = self._name_code[name_idx]
+        order = np.argsort(-name_scores, kind="stable")
+        # The first occurrence of a code in descending score order is its best (sentence, name).
+        codes_sorted = code_idx[order]
+        _, first = np.unique(codes_sorted, return_index=True)
+        best = order[first]
+        best = best[np.argsort(-name_scores[best], kind="stable")]
+        # Rank of each code among the siblings matched in the same sentence, best first.
+        keys = self._code_group[code_idx[best]] * (len(segments) + 1) + sent_idx[best]
+        sibling_rank = np.zeros(len(best), dtype=np.int64)
+        _, group_start, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        first_pos = np.zeros(len(group_start), dtype=np.int64)
+        counts: dict[int, int] = {}
+        for pos, g in enumerate(inverse):
+            sibling_rank[pos] = counts.get(int(g), 0)
+            counts[int(g)] = sibling_rank[pos] + 1
+        del first_pos
+        scores[code_idx[best]] = name_scores[best] * self.sibling_decay**sibling_rank
+        best_segment[code_idx[best]] = sent_idx[best]
+        return MatchResult(scores, best_segment, segments)
+
+    # -- the scorer interface shared with the other coders -------------------------------
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """Match scores in [0, 1] for each note, (docs, codes). Not calibrated probabilities."""
+        return np.stack([self.match(t).scores for t in texts]) if texts else np.zeros((0, len(self.codes)))
+
+    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
+        """The sentence that matched each code best."""
+        result = self.match(text)
+        return {i: result.evidence(i) for i in code_indices}
+
+    def settings(self) -> dict[str, float]:
+        """The settings that rebuild this matcher from the catalogue."""
+        return {
+            "min_coverage": self.min_coverage,
+            "mass_scale": self.mass_scale,
+            "sibling_decay": self.sibling_decay,
+        }

@@ -1,0 +1,117 @@
+"""The seam between the service and the model: `Predictor.predict(text)` -> ranked, decided codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from models.catalog import Catalog
+from models.decision import Thresholds, decide
+from models.errors import InputError
+from models.text import Segment, check_note
+
+SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
+
+
+class Scorer(Protocol):
+    """What every coder (linear model, catalogue matcher, ...) offers the predictor."""
+
+    codes: list[str]
+    code_systems: list[str]
+
+    def probs(self, texts: list[str]) -> np.ndarray: ...
+
+    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]: ...
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A span of the submitted text, end exclusive."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SuggestedCode:
+    """One ranked code for a note."""
+
+    code: str
+    system: str
+    description: str
+    confidence: float
+    accepted: bool
+    billable: bool
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one note."""
+
+    codes: list[SuggestedCode]
+    needs_review: bool
+    model_version: str
+
+
+class Predictor:
+    """A scorer with its thresholds and the catalogue, ready to serve."""
+
+    def __init__(self, scorer: Scorer, catalog: Catalog, thresholds: Thresholds, model_version: str) -> None:
+        self.scorer = scorer
+        self.catalog = catalog
+        self.thresholds = thresholds
+        self.model_version = model_version
+        systems = np.asarray(scorer.code_systems)
+        self._system_masks = {s: systems == s for s in SYSTEMS}
+        # Descriptions and billability do not depend on the note: look them up once.
+        self._descriptions = [catalog.describe(c, s) for c, s in zip(scorer.codes, scorer.code_systems)]
+        self._billable = [
+            (catalog.cm if s == "ICD-10-CM" else catalog.pcs).is_billable(c)
+            for c, s in zip(scorer.codes, scorer.code_systems)
+        ]
+
+    def predict(self, text: str, top_k: int = 10, systems: list[str] | None = None) -> Prediction:
+        """Suggest codes for one note.
+
+        Raises:
+            InputError: for an empty or overlong note, a bad `top_k` or an unknown code system.
+        """
+        return self.predict_batch([text], top_k=top_k, systems=systems)[0]
+
+    def predict_batch(self, texts: list[str], top_k: int = 10, systems: list[str] | None = None) -> list[Prediction]:
+        """Suggest codes for several notes at once (one scorer call)."""
+        for text in texts:
+            check_note(text)
+        allowed = self._allowed(systems)
+        probs = self.scorer.probs(texts)  # (docs, codes)
+        return [self._decide(text, row, top_k, allowed) for text, row in zip(texts, probs)]
+
+    def _allowed(self, systems: list[str] | None) -> np.ndarray | None:
+        if not systems:
+            return None
+        unknown = [s for s in systems if s not in self._system_masks]
+        if unknown:
+            raise InputError(f"unknown code system(s) {unknown}; expected some of {list(SYSTEMS)}")
+        return np.logical_or.reduce([self._system_masks[s] for s in systems])
+
+    def _decide(self, text: str, probs: np.ndarray, top_k: int, allowed: np.ndarray | None) -> Prediction:
+        decision = decide(probs, top_k, self.thresholds, allowed)
+        spans = self.scorer.evidence(text, decision.ranked)
+        codes = []
+        for idx, accepted in zip(decision.ranked, decision.accepted):
+            segment = spans.get(idx)
+            codes.append(
+                SuggestedCode(
+                    code=self.scorer.codes[idx],
+                    system=self.scorer.code_systems[idx],
+                    description=self._descriptions[idx],
+                    confidence=float(probs[idx]),
+                    accepted=accepted,
+                    billable=self._billable[idx],
+                    evidence=[Evidence(segment.start, segment.end)] if segment else [],
+                )
+            )
+        return Prediction(codes=codes, needs_review=decision.needs_review, model_version=self.model_version)

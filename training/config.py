@@ -1,0 +1,76 @@
+"""The training recipe: a YAML file validated by Pydantic (`extra="forbid"`, so a typo fails loudly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LinearModelConfig(_Strict):
+    kind: Literal["linear"] = "linear"
+    ngram_max: int = Field(2, ge=1, le=3)
+    min_df: int = Field(2, ge=1)
+    max_features: int = Field(60_000, ge=100)
+    C: float = Field(10.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    keep_per_code: int = Field(400, ge=1)
+
+
+class MatcherModelConfig(_Strict):
+    kind: Literal["matcher"] = "matcher"
+    min_coverage: float = Field(0.6, gt=0, le=1)
+    mass_scale: float = Field(8.0, gt=0)
+    sibling_decay: float = Field(0.6, gt=0, le=1)
+
+
+class DataConfig(_Strict):
+    source: str | None = None  # a CodiEsp folder, a MIMIC-IV folder, a .jsonl or .csv file
+    train_split: str = "train"
+    eval_split: str | None = None  # evaluated after training; its report goes into metrics.json
+    language: Literal["en", "es"] = "en"
+    on_unknown: Literal["keep", "skip", "error"] = "keep"
+
+
+class ThresholdsConfig(_Strict):
+    accept: float = Field(0.5, ge=0, le=1)
+    suggest: float = Field(0.01, ge=0, le=1)
+    review_band: float = Field(0.2, ge=0, le=1)
+
+
+class TrainConfig(_Strict):
+    """A whole recipe."""
+
+    name: str = "model"
+    seed: int = 13
+    model: LinearModelConfig | MatcherModelConfig = Field(discriminator="kind")
+    data: DataConfig = DataConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a recipe.
+
+    Raises:
+        InputError: naming the file and the offending field.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return TrainConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"{path}: {problems}") from exc

@@ -1,0 +1,99 @@
+"""Train a recipe into an artifact directory, evaluating it on the recipe's eval split when there is one."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+
+from eval.report import evaluate
+from models.artifact import save_artifact
+from models.catalog import get_catalog
+from models.decision import Thresholds
+from models.errors import InputError
+from models.linear import LinearCoder, LinearSettings
+from models.matcher import CatalogMatcher
+from models.predictor import Predictor
+from training.config import LinearModelConfig, TrainConfig
+from training.data import LoadReport, load_data
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(dataset: Dataset) -> dict:
+    """A hash of the ids, texts and codes a model was trained on (no text is stored)."""
+    digest = hashlib.sha256()
+    for row in dataset:
+        for part in (row["id"], row["text"], "|".join(row["diagnoses"]), "|".join(row["procedures"])):
+            digest.update(part.encode("utf-8"))
+            digest.update(b"\0")
+    return {"sha256": digest.hexdigest(), "documents": len(dataset)}
+
+
+def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Path:
+    """Train the recipe and write its artifact.
+
+    Raises:
+        InputError: when the recipe has no data source or the data cannot be loaded.
+    """
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    data_cfg = config.data
+    if data_cfg.source is None:
+        raise InputError("the recipe names no data source (data.source, or --data on the command line)")
+    splits = [data_cfg.train_split] + ([data_cfg.eval_split] if data_cfg.eval_split else [])
+    report = LoadReport()
+    data = load_data(
+        data_cfg.source, splits=splits, language=data_cfg.language, on_unknown=data_cfg.on_unknown, report=report
+    )
+    logger.info("data: %s", report.summary())
+    train_set = data[data_cfg.train_split]
+    catalog = get_catalog()
+    thresholds = Thresholds(**config.thresholds.model_dump())
+    if isinstance(config.model, LinearModelConfig):
+        settings = LinearSettings(**config.model.model_dump(exclude={"kind"}))
+        scorer = LinearCoder.fit(
+            train_set["text"],
+            {"ICD-10-CM": train_set["diagnoses"], "ICD-10-PCS": train_set["procedures"]},
+            settings,
+            progress=progress,
+        )
+    else:
+        scorer = CatalogMatcher(catalog, **config.model.model_dump(exclude={"kind"}))
+    metrics = {}
+    if data_cfg.eval_split:
+        eval_set = data[data_cfg.eval_split]
+        predictor = Predictor(scorer, catalog, thresholds, model_version=config.name)
+        metrics = evaluate(
+            predictor,
+            eval_set["id"],
+            eval_set["text"],
+            {"ICD-10-CM": eval_set["diagnoses"], "ICD-10-PCS": eval_set["procedures"]},
+            code_form="codiesp" if _is_codiesp(data_cfg.source) else "as-is",
+        )
+        metrics["split"] = data_cfg.eval_split
+    return save_artifact(
+        output,
+        scorer,
+        thresholds,
+        model_version=config.name,
+        metrics=metrics,
+        training_config=config.model_dump(),
+        data_fingerprint={**fingerprint(train_set), "source": str(data_cfg.source),
+                          "split": data_cfg.train_split, "load_report": _report_dict(report)},
+    )
+
+
+def _is_codiesp(source: str) -> bool:
+    path = Path(source)
+    return path.is_dir() and not (path / "note").is_dir()
+
+
+def _report_dict(report: LoadReport) -> dict:
+    data = asdict(report)
+    return {k: (dict(v) if hasattr(v, "items") else v) for k, v in data.items()}
