@@ -63,7 +63,9 @@ class CmCatalog:
         except ImportError as exc:  # pragma: no cover - a broken install
             raise CatalogError("the package simple-icd-10-cm is not installed") from exc
         self._cm = cm
-        codes = [c for c in cm.get_all_codes(with_dots=True) if not cm.is_chapter_or_block(c)]
+        # Some categories share their name with a one-category block (B20, C50, R99): ask whether a
+        # name is a category or subcategory rather than whether it is a block.
+        codes = list(dict.fromkeys(c for c in cm.get_all_codes(with_dots=True) if cm.is_category_or_subcategory(c)))
         self._codes: frozenset[str] = frozenset(codes)
         self.billable_codes: list[str] = sorted(c for c in codes if cm.is_leaf(c))
         self._billable = frozenset(self.billable_codes)
@@ -99,12 +101,14 @@ class CmCatalog:
 
     def parent(self, code: str) -> str | None:
         """The parent code (`E11.9` -> `E11`); None for a three-character category."""
-        parent = self._cm.get_parent(self._known(code))
-        return parent if parent in self._codes else None
+        norm = self._known(code)
+        parent = self._cm.get_parent(norm)
+        return parent if parent in self._codes and parent != norm else None
 
     def ancestors(self, code: str) -> list[str]:
         """Code ancestors, nearest first, without blocks and chapters."""
-        return [a for a in self._cm.get_ancestors(self._known(code)) if a in self._codes]
+        norm = self._known(code)
+        return list(dict.fromkeys(a for a in self._cm.get_ancestors(norm) if a in self._codes and a != norm))
 
     def children(self, code: str) -> list[str]:
         """Direct children of a code."""
@@ -176,7 +180,7 @@ class CmCatalog:
 
     def excludes1_pairs(self, codes: list[str]) -> list[tuple[str, str]]:
         """Every pair within `codes` that an Excludes1 note forbids, in input order."""
-        known = [c for c in codes if self.is_valid(c)]
+        known = [normalize_cm(c) for c in codes if self.is_valid(c)]
         return [
             (a, b)
             for i, a in enumerate(known)

@@ -19,7 +19,9 @@ def normalize_cm(code: str) -> str:
     Raises:
         InputError: if the string is not shaped like an ICD-10-CM code.
     """
-    raw = code.strip().upper().replace(".", "", 1) if isinstance(code, str) else ""
+    raw = code.strip().upper() if isinstance(code, str) else ""
+    if "." in raw and raw.index(".") == 3:
+        raw = raw[:3] + raw[4:]
     if not _CM_RE.match(raw):
         raise InputError(f"malformed ICD-10-CM code {code!r}")
     return raw if len(raw) == 3 else f"{raw[:3]}.{raw[3:]}"

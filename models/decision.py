@@ -37,7 +37,7 @@ class Thresholds:
         """Build from `thresholds.json` content; unknown keys are an error."""
         try:
             return cls(**{k: float(v) for k, v in data.items()})
-        except (TypeError, ValueError) as exc:
+        except (AttributeError, TypeError, ValueError) as exc:
             raise ArtifactError(f"bad thresholds: {exc}") from exc
 
     def to_dict(self) -> dict[str, float]:
@@ -73,10 +73,16 @@ def decide(probs: np.ndarray, top_k: int, thresholds: Thresholds, allowed: np.nd
         raise InputError(f"probs must be one-dimensional, got shape {probs.shape}")
     masked = np.where(allowed, probs, -1.0) if allowed is not None else probs
     k = min(top_k, masked.shape[0])
-    candidates = np.argpartition(-masked, k - 1)[:k] if k < masked.shape[0] else np.arange(masked.shape[0])
+    if k < masked.shape[0]:
+        # Every code tied with the k-th best is a candidate, so the index tie-break holds at the cut.
+        kth = masked[np.argpartition(-masked, k - 1)[k - 1]]
+        candidates = np.flatnonzero(masked >= kth)
+    else:
+        candidates = np.arange(masked.shape[0])
     # Stable order: by descending confidence, then by code index.
-    candidates = candidates[np.lexsort((candidates, -masked[candidates]))]
-    ranked = [int(i) for i in candidates if masked[i] > thresholds.suggest or (thresholds.suggest == 0 and masked[i] > 0)]
+    candidates = candidates[np.lexsort((candidates, -masked[candidates]))][:k]
+    # Codes below `suggest` are not returned, nor codes that no scorer supported at all.
+    ranked = [int(i) for i in candidates if masked[i] >= thresholds.suggest and masked[i] > 0]
     accepted = [bool(probs[i] >= thresholds.accept) for i in ranked]
     uncertain = any(thresholds.review_band <= probs[i] < thresholds.accept for i in ranked)
     needs_review = uncertain or not any(accepted)

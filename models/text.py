@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from models.errors import InputError
 
-# A sentence ends at . ! ? ; or a line break, followed by space; abbreviations such as "Dr." or
-# "40.2" are kept whole because a digit or a lower-case letter must not follow the full stop.
+# A sentence ends at . ! ? ; followed by space and a character that is not a lower-case letter or a
+# digit, or at a line break. "40.2 C" and "i.v. fluids" stay whole; "Dr. Smith" is split (a known limit).
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?;])\s+(?=[^a-z0-9])|\n+")
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
 
@@ -45,7 +45,7 @@ def check_note(text: object) -> str:
 
 
 def fold(text: str) -> str:
-    """Lower-case, strip accents and unify unicode forms (length-preserving for Latin text)."""
+    """Lower-case, strip accents and unify unicode forms (NFKD: ligatures such as "ﬁ" may grow)."""
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.lower()

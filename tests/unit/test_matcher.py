@@ -1,0 +1,75 @@
+"""The zero-shot catalogue matcher over the real catalogue (built once per session, see conftest)."""
+
+import numpy as np
+
+from models.matcher import CatalogMatcher
+
+DM_HTN = "type 2 diabetes mellitus without complications and essential hypertension"
+KIDNEY = "Renal ultrasound showed a right kidney stone."
+
+
+def _top(matcher: CatalogMatcher, text: str, k: int) -> list[str]:
+    scores = matcher.match(text).scores
+    return [matcher.codes[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def test_codes_cover_both_systems(matcher: CatalogMatcher) -> None:
+    assert len(matcher.codes) == len(matcher.code_systems) == len(matcher.code_to_idx)
+    assert matcher.code_systems[matcher.code_to_idx["E11.9"]] == "ICD-10-CM"
+    assert matcher.code_systems[matcher.code_to_idx["BT41ZZZ"]] == "ICD-10-PCS"
+    assert "E11" not in matcher.code_to_idx  # only billable CM codes
+
+
+def test_diabetes_and_hypertension_in_top_3(matcher: CatalogMatcher) -> None:
+    # Acceptance criterion of the product.
+    top3 = _top(matcher, DM_HTN, 3)
+    assert "E11.9" in top3 and "I10" in top3
+
+
+def test_evidence_points_into_the_note(matcher: CatalogMatcher) -> None:
+    result = matcher.match(DM_HTN)
+    seg = result.evidence(matcher.code_to_idx["E11.9"])
+    assert seg is not None
+    assert DM_HTN[seg.start : seg.end] == seg.text
+    assert "diabetes" in seg.text
+
+
+def test_evidence_picks_the_right_sentence(matcher: CatalogMatcher) -> None:
+    note = "Patient with type 2 diabetes mellitus without complications.\nAlso has essential hypertension."
+    dm, htn = matcher.code_to_idx["E11.9"], matcher.code_to_idx["I10"]
+    evidence = matcher.evidence(note, [dm, htn])
+    assert evidence[dm] is not None and evidence[htn] is not None
+    assert note[evidence[htn].start : evidence[htn].end] == evidence[htn].text
+    assert "hypertension" in evidence[htn].text and "diabetes" not in evidence[htn].text
+    assert "diabetes" in evidence[dm].text and "hypertension" not in evidence[dm].text
+    assert evidence[dm].start < evidence[htn].start
+
+
+def test_kidney_stone_ultrasound_in_top_3(matcher: CatalogMatcher) -> None:
+    top3 = _top(matcher, KIDNEY, 3)
+    assert "N20.0" in top3 and "BT41ZZZ" in top3  # calculus of kidney; ultrasonography of right kidney
+
+
+def test_scores_within_unit_interval(matcher: CatalogMatcher) -> None:
+    for text in [DM_HTN, KIDNEY, "Laparoscopic appendectomy was performed.", "x"]:
+        scores = matcher.match(text).scores
+        assert scores.shape == (len(matcher.codes),)
+        assert float(scores.min()) >= 0.0 and float(scores.max()) <= 1.0
+
+
+def test_unrelated_sentence_scores_low(matcher: CatalogMatcher) -> None:
+    result = matcher.match("The weather was sunny.")
+    assert float(result.scores.max()) <= 0.5
+
+
+def test_unmatched_code_has_no_evidence(matcher: CatalogMatcher) -> None:
+    result = matcher.match(DM_HTN)
+    assert result.evidence(matcher.code_to_idx["BT41ZZZ"]) is None
+
+
+def test_probs_shape(matcher: CatalogMatcher) -> None:
+    probs = matcher.probs([DM_HTN, KIDNEY])
+    assert probs.shape == (2, len(matcher.codes))
+    assert np.array_equal(probs[0], matcher.match(DM_HTN).scores)
+    assert probs[1, matcher.code_to_idx["N20.0"]] > probs[0, matcher.code_to_idx["N20.0"]]
+    assert matcher.probs([]).shape == (0, len(matcher.codes))
