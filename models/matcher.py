@@ -47,7 +47,8 @@ _SYNONYMS = {
     "tumour": "neoplasm", "tumor": "neoplasm", "tumors": "neoplasm", "tumours": "neoplasm",
     "neoplasia": "neoplasm", "carcinoma": "malignant", "cancer": "malignant", "metastases": "secondary",
     "metastatic": "secondary", "metastasis": "secondary", "hypertensive": "hypertension",
-    "diabetic": "diabetes", "anaemia": "anemia", "haemorrhage": "hemorrhage", "bleeding": "hemorrhage",
+    "diabetic": "diabetes", "abdominal": "abdomen", "thoracic": "chest", "thorax": "chest",
+    "cranial": "head", "skull": "head", "pelvic": "pelvis", "lumbar": "lumbar", "cervical": "cervical", "anaemia": "anemia", "haemorrhage": "hemorrhage", "bleeding": "hemorrhage",
     "infarct": "infarction", "fever": "fever", "febrile": "fever", "pyrexia": "fever",
     "biopsy": "excision", "biopsies": "excision", "removal": "excision", "resected": "resection",
     "excised": "excision", "drained": "drainage", "puncture": "drainage", "aspiration": "drainage",
@@ -66,6 +67,11 @@ _EXPANSIONS = {
     "adrenalectomy": ("resection", "adrenal"), "pancreatectomy": ("resection", "pancreas"),
     "cystectomy": ("resection", "bladder"), "laparoscopic": ("percutaneous", "endoscopic"),
     "laparoscopy": ("percutaneous", "endoscopic"), "endoscopy": ("endoscopic",),
+    "ecg": ("measurement", "cardiac", "electrical", "activity"),
+    "ekg": ("measurement", "cardiac", "electrical", "activity"),
+    "electrocardiogram": ("measurement", "cardiac", "electrical", "activity"),
+    "electrocardiography": ("measurement", "cardiac", "electrical", "activity"),
+    "testicular": ("testis", "scrotum"), "scrotal": ("scrotum",),
     "ct": ("computerized", "tomography"), "mri": ("magnetic", "resonance", "imaging"),
     "xray": ("plain", "radiography"), "radiograph": ("plain", "radiography"),
     "radiography": ("plain", "radiography"), "ultrasound": ("ultrasonography",),
@@ -80,22 +86,35 @@ def _stem(token: str) -> str:
     return token
 
 
-_ABSENCE = frozenset({"without", "no", "non"})
+# Negation and family-history cues. A cue changes the words after it up to the end of its clause
+# ("denies chest pain, reports cough": chest and pain are negated, cough is not), so that a negated or
+# a relative's condition never matches a code name ("without complications" stays its own term).
+_ABSENCE = frozenset("without no non not denies denied deny negative absence absent free excluded ruled".split())
+_FAMILY = frozenset("mother father brother sister sibling siblings maternal paternal family grandmother "
+                    "grandfather aunt uncle son daughter".split())
+NEGATION_SCOPE = 4  # content words a cue reaches, as in NegEx's window
+_SCOPE = {"without": 1, "non": 1}
+_CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
 
 
 def _terms(text: str) -> list[str]:
-    """Matching terms: stemmed, stop words dropped, and "without X" kept apart from "X"."""
+    """Matching terms: stemmed, stop words dropped, negated / family words marked as such."""
     terms: list[str] = []
-    absent = False
-    for token in tokenize(text):
-        if token in _ABSENCE:
-            absent = True
-            continue
-        if token in _STOP:
-            continue
-        prefix = "not_" if absent else ""
-        terms.extend(prefix + _stem(t) for t in _EXPANSIONS.get(token, (token,)))
-        absent = False
+    for clause in _CLAUSE_RE.split(text.lower()):
+        prefix, scope = "", 0
+        for token in tokenize(clause):
+            if token in _ABSENCE:
+                prefix, scope = "not_", _SCOPE.get(token, NEGATION_SCOPE)
+                continue
+            if token in _FAMILY and not scope:
+                prefix, scope = "fam_", NEGATION_SCOPE
+                continue
+            if token in _STOP:
+                continue
+            if scope == 0:
+                prefix = ""
+            terms.extend(prefix + _stem(t) for t in _EXPANSIONS.get(token, (token,)))
+            scope = max(scope - 1, 0)
     return terms
 
 
@@ -147,7 +166,20 @@ class CatalogMatcher:
             if system == "ICD-10-CM":
                 entries = [(c, catalog.cm.description(c), catalog.cm.inclusion_terms(c)) for c in catalog.cm.billable_codes]
             else:
-                entries = [(c, catalog.pcs.descriptions[c], []) for c in catalog.pcs.codes]
+                # The PCS alphabetic index names procedures the way notes do ("Colonoscopy"); it points
+                # at full codes and at 4-character prefixes, which become codes of the matcher too.
+                # A prefix with a single code under it stands for that code. A prefix with several
+                # (CT with or without contrast, say) is what a coder writes when the note does not
+                # tell them apart, so it comes first and wins ties with its codes.
+                index_names: dict[str, list[str]] = {}
+                for name, code in catalog.pcs.index_entries:
+                    if len(code) == 4 and len(catalog.pcs.codes_under(code)) == 1:
+                        code = catalog.pcs.codes_under(code)[0]
+                    if len(code) in (4, 7) and catalog.pcs.is_valid(code):
+                        index_names.setdefault(code, []).append(name)
+                prefixes = sorted(c for c in index_names if len(c) == 4)
+                entries = [(c, catalog.pcs.description(c), index_names[c]) for c in prefixes]
+                entries += [(c, catalog.pcs.descriptions[c], index_names.get(c, [])) for c in catalog.pcs.codes]
             for code, description, inclusion in entries:
                 code_idx = len(self.codes)
                 self.codes.append(code)

@@ -154,3 +154,12 @@ def test_pcs_unknown_and_malformed(catalog: Catalog) -> None:
     with pytest.raises(UnknownCodeError):
         pcs.description("ZZZZ")
     assert catalog.describe("ZZZZZZZ", "ICD-10-PCS") == ""
+
+
+def test_pcs_index_entries_follow_the_index_tree(catalog) -> None:
+    entries = set(catalog.pcs.index_entries)
+    assert ("Ultrasonography Abdomen", "BW40ZZZ") in entries
+    assert ("Colonoscopy", "0DJD8ZZ") in entries
+    # Sub-terms under "(continued)" headings keep their path.
+    assert ("Computerized Tomography (CT Scan) Abdomen and Pelvis", "BW21") in entries
+    assert all(" see " not in f" {name} " for name, _ in entries)

@@ -73,3 +73,28 @@ def test_probs_shape(matcher: CatalogMatcher) -> None:
     assert np.array_equal(probs[0], matcher.match(DM_HTN).scores)
     assert probs[1, matcher.code_to_idx["N20.0"]] > probs[0, matcher.code_to_idx["N20.0"]]
     assert matcher.probs([]).shape == (0, len(matcher.codes))
+
+
+def _top_system(matcher: CatalogMatcher, text: str, system: str, k: int) -> list[str]:
+    scores = matcher.match(text).scores
+    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
+    return [matcher.codes[i] for i in order if matcher.code_systems[i] == system][:k]
+
+
+def test_negated_and_family_mentions_give_no_code(matcher: CatalogMatcher) -> None:
+    assert "R07.9" in _top_system(matcher, "Patient reports chest pain.", "ICD-10-CM", 5)
+    assert "R07.9" not in _top_system(matcher, "Patient denies chest pain, reports cough.", "ICD-10-CM", 50)
+    assert _top_system(matcher, "No fever.", "ICD-10-CM", 5) == []
+    family = _top_system(matcher, "Her mother had type 2 diabetes mellitus.", "ICD-10-CM", 50)
+    assert not any(code.startswith("E11") for code in family)
+    # "without" reaches one word only: the hypertension after it is still coded.
+    assert "I10" in _top_system(matcher, DM_HTN, "ICD-10-CM", 3)
+
+
+def test_procedures_named_as_notes_name_them(matcher: CatalogMatcher) -> None:
+    # Through the CMS PCS index: "Colonoscopy" is 0DJD8ZZ; an abdominal CT without contrast stated is
+    # the prefix BW20 (CT of abdomen), which ranks before its codes.
+    assert _top_system(matcher, "A colonoscopy was performed.", "ICD-10-PCS", 1) == ["0DJD8ZZ"]
+    assert _top_system(matcher, "Abdominal CT showed a mass.", "ICD-10-PCS", 1) == ["BW20"]
+    # ECG: measurement of cardiac (electrical activity), 4A02 or one of its codes first.
+    assert _top_system(matcher, "The ECG showed sinus rhythm.", "ICD-10-PCS", 1)[0].startswith("4A02")

@@ -1,0 +1,89 @@
+"""`python -m eval.bench`: start-up and per-note latency figures on this machine (medians over runs).
+
+Prints the cold load time of the catalogue (fresh processes), the build time of the catalogue matcher,
+and the scoring latency per note of the matcher and of any artifacts named with --artifact, on real
+notes (CodiEsp dev English by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from models.artifact import default_predictor, load_artifact
+from models.catalog import Catalog
+
+_COLD_LOAD = (
+    "import time; t = time.perf_counter(); from models.catalog import Catalog; Catalog(); "
+    "print(time.perf_counter() - t)"
+)
+
+
+def cold_catalog_load(runs: int) -> list[float]:
+    """Seconds to import and load both catalogues in a fresh interpreter, once per run."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = []
+    for _ in tqdm(range(runs), desc="catalogue cold loads", unit="run"):
+        result = subprocess.run([sys.executable, "-c", _COLD_LOAD], capture_output=True, text=True, cwd=root,
+                                check=True)
+        out.append(float(result.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def per_note_ms(predictor, texts: list[str], runs: int) -> list[float]:
+    """Median-able per-note latency of `predict()` (decide and evidence included), one note at a time."""
+    medians = []
+    for _ in range(runs):
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            predictor.predict(text, top_k=10)
+            times.append(1000 * (time.perf_counter() - started))
+        medians.append(statistics.median(times))
+    return medians
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__)
+    parser.add_argument("--notes", default="../shared/datasets/codiesp/dev/text_files_en", help="folder of .txt")
+    parser.add_argument("--limit", type=int, default=100, help="notes to time")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--artifact", action="append", default=[], help="artifact directory (repeatable)")
+    args = parser.parse_args(argv)
+    texts = [p.read_text(encoding="utf-8") for p in sorted(Path(args.notes).glob("*.txt"))[: args.limit]]
+    if not texts:
+        print(f"error: no .txt notes in {args.notes}", file=sys.stderr)
+        return 2
+    rows = []
+    loads = cold_catalog_load(args.runs)
+    rows.append(("catalogue cold load (s)", statistics.median(loads), loads))
+    catalog = Catalog()
+    builds = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        predictor = default_predictor(catalog)
+        builds.append(time.perf_counter() - started)
+    rows.append(("matcher build (s)", statistics.median(builds), builds))
+    rows.append(("matcher predict (ms/note)", statistics.median(per_note_ms(predictor, texts, args.runs)), None))
+    for name in args.artifact:
+        started = time.perf_counter()
+        other = load_artifact(name, catalog)
+        rows.append((f"{other.model_version} load (s)", time.perf_counter() - started, None))
+        rows.append((f"{other.model_version} predict (ms/note)",
+                     statistics.median(per_note_ms(other, texts, args.runs)), None))
+    print(f"\n{len(texts)} notes, {args.runs} runs, medians:\n")
+    print("| measure | median | runs |\n| --- | --- | --- |")
+    for name, value, samples in rows:
+        shown = ", ".join(f"{s:.2f}" for s in samples) if samples else ""
+        print(f"| {name} | {value:.2f} | {shown} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
