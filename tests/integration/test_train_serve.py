@@ -139,3 +139,12 @@ def test_training_cli_and_eval_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "doc-1\tbt41zzz" in procedures
     assert train_main(["--config", str(tmp_path / "missing.yaml"), "--output", str(tmp_path / "x")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_matcher_artifact_round_trip(matcher, tmp_path: Path) -> None:
+    saved = save_artifact(tmp_path / "matcher", matcher, Thresholds(accept=0.85, suggest=0.05, review_band=0.3))
+    assert not (saved / "weights.safetensors").exists()  # rebuilt from the catalogue, nothing to store
+    loaded = load_artifact(saved)
+    text = ["Essential hypertension. A colonoscopy was performed."]
+    np.testing.assert_array_equal(loaded.scorer.probs(text), matcher.probs(text))
+    assert loaded.thresholds.accept == 0.85
