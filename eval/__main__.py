@@ -19,6 +19,7 @@ def _predictor(name: str) -> Predictor:
 
 def _report(args: argparse.Namespace) -> None:
     from eval.report import evaluate, write_report
+
     # The CLI is a composition root: it reads data with the project's loaders (see pyproject's
     # import contract, which allows this one import).
     from training.data import load_data

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -169,11 +170,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of `{report['model_version']}`",
         "",
-        f"{report['documents']} documents, code form `{report['code_form']}`, "
-        f"scoring {report['scoring_ms_per_note']} ms per note, thresholds {report['thresholds']}.",
+        (f"{report['documents']} documents, code form `{report['code_form']}`, "
+        f"scoring {report['scoring_ms_per_note']} ms per note, thresholds {report['thresholds']}."),
         "",
-        "| system | MAP | MAP (gold docs) | micro P | micro R | micro F1 | macro F1 | P@5 | R@10 | AUC micro "
-        "| review rate |",
+        ("| system | MAP | MAP (gold docs) | micro P | micro R | micro F1 | macro F1 | P@5 | R@10 | AUC micro "
+        "| review rate |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for system, m in report["systems"].items():
@@ -185,10 +186,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "MAP follows the CodiEsp definition (codes lower-cased and de-duplicated, documents with at least one "
+        ("MAP follows the CodiEsp definition (codes lower-cased and de-duplicated, documents with at least one "
         "prediction, predicted documents without gold count as 0). 'MAP (gold docs)' averages over documents "
         "that have gold codes of the system. P/R/F1 are of the codes `decide()` accepts; P@k, R@k and AUC of "
-        "the ranking, over the gold codes and the top 50 predictions of each note.",
+        "the ranking, over the gold codes and the top 50 predictions of each note."),
         "",
     ]
     return "\n".join(lines)

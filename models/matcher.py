@@ -22,8 +22,7 @@ from models.text import Segment, split_sentences, tokenize
 # Words that carry no information for matching, and the words of "unspecified" style that a note
 # rarely states: a code named "X, unspecified" is what a note that merely says "X" is coded as.
 _STOP = frozenset(
-    "a an and are as at by due for from in into is of on or the to with than other specified "
-    "unspecified nos nec elsewhere classified site part type not approach".split()
+    ["a", "an", "and", "are", "as", "at", "by", "due", "for", "from", "in", "into", "is", "of", "on", "or", "the", "to", "with", "than", "other", "specified", "unspecified", "nos", "nec", "elsewhere", "classified", "site", "part", "type", "not", "approach"]
 )
 _STOP = _STOP - {"type"}
 _OPTIONAL_TAIL_RE = re.compile(
@@ -89,9 +88,8 @@ def _stem(token: str) -> str:
 # Negation and family-history cues. A cue changes the words after it up to the end of its clause
 # ("denies chest pain, reports cough": chest and pain are negated, cough is not), so that a negated or
 # a relative's condition never matches a code name ("without complications" stays its own term).
-_ABSENCE = frozenset("without no non not denies denied deny negative absence absent free excluded ruled".split())
-_FAMILY = frozenset("mother father brother sister sibling siblings maternal paternal family grandmother "
-                    "grandfather aunt uncle son daughter".split())
+_ABSENCE = frozenset(["without", "no", "non", "not", "denies", "denied", "deny", "negative", "absence", "absent", "free", "excluded", "ruled"])
+_FAMILY = frozenset(["mother", "father", "brother", "sister", "sibling", "siblings", "maternal", "paternal", "family", "grandmother", "grandfather", "aunt", "uncle", "son", "daughter"])
 NEGATION_SCOPE = 4  # content words a cue reaches, as in NegEx's window
 _SCOPE = {"without": 1, "non": 1}
 _CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
