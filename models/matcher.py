@@ -22,9 +22,9 @@ from models.text import Segment, split_sentences, tokenize
 # Words that carry no information for matching, and the words of "unspecified" style that a note
 # rarely states: a code named "X, unspecified" is what a note that merely says "X" is coded as.
 _STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "by", "due", "for", "from", "in", "into", "is", "of", "on", "or", "the", "to", "with", "than", "other", "specified", "unspecified", "nos", "nec", "elsewhere", "classified", "site", "part", "type", "not", "approach"]
+    "a an and are as at by due for from in into is of on or the to with than other specified "
+    "unspecified nos nec elsewhere classified site part not approach".split()  # noqa: SIM905
 )
-_STOP = _STOP - {"type"}
 _OPTIONAL_TAIL_RE = re.compile(
     r"(,\s*unspecified(\s+\w+){0,2}|,?\s*not elsewhere classified|\s+without complications?)\s*$",
     re.IGNORECASE,
@@ -85,12 +85,18 @@ def _stem(token: str) -> str:
     return token
 
 
-# Negation and family-history cues. A cue changes the words after it up to the end of its clause
-# ("denies chest pain, reports cough": chest and pain are negated, cough is not), so that a negated or
-# a relative's condition never matches a code name ("without complications" stays its own term).
-_ABSENCE = frozenset(["without", "no", "non", "not", "denies", "denied", "deny", "negative", "absence", "absent", "free", "excluded", "ruled"])
-_FAMILY = frozenset(["mother", "father", "brother", "sister", "sibling", "siblings", "maternal", "paternal", "family", "grandmother", "grandfather", "aunt", "uncle", "son", "daughter"])
-NEGATION_SCOPE = 4  # content words a cue reaches, as in NegEx's window
+# Negation and family-history cues. A cue marks the next content words of its clause, up to a NegEx-like
+# window ("denies chest pain, reports cough": chest and pain are negated, cough is not), so that a negated
+# or a relative's condition does not match a code name; "without" reaches one word ("without
+# complications" is its own term, and a diagnosis after it is still coded).
+_ABSENCE = frozenset(
+    "without no non not denies denied deny negative absence absent free excluded ruled".split()  # noqa: SIM905
+)
+_FAMILY = frozenset(
+    "mother father brother sister sibling siblings maternal paternal family grandmother "  # noqa: SIM905
+    "grandfather aunt uncle son daughter".split()
+)
+NEGATION_SCOPE = 4  # content words a cue reaches
 _SCOPE = {"without": 1, "non": 1}
 _CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
 
