@@ -23,7 +23,7 @@ from models.text import Segment, split_sentences, tokenize
 # rarely states: a code named "X, unspecified" is what a note that merely says "X" is coded as.
 _STOP = frozenset(
     "a an and are as at by due for from in into is of on or the to with than other specified "
-    "unspecified nos nec elsewhere classified site part not approach".split()  # noqa: SIM905
+    "unspecified nos nec elsewhere classified site part not approach".split()
 )
 _OPTIONAL_TAIL_RE = re.compile(
     r"(,\s*unspecified(\s+\w+){0,2}|,?\s*not elsewhere classified|\s+without complications?)\s*$",
@@ -90,10 +90,10 @@ def _stem(token: str) -> str:
 # or a relative's condition does not match a code name; "without" reaches one word ("without
 # complications" is its own term, and a diagnosis after it is still coded).
 _ABSENCE = frozenset(
-    "without no non not denies denied deny negative absence absent free excluded ruled".split()  # noqa: SIM905
+    "without no non not denies denied deny negative absence absent free excluded ruled".split()
 )
 _FAMILY = frozenset(
-    "mother father brother sister sibling siblings maternal paternal family grandmother "  # noqa: SIM905
+    "mother father brother sister sibling siblings maternal paternal family grandmother "
     "grandfather aunt uncle son daughter".split()
 )
 NEGATION_SCOPE = 4  # content words a cue reaches
