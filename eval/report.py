@@ -24,12 +24,8 @@ K_VALUES = (1, 5, 10)
 
 
 def codiesp_form(code: str, system: str, catalog: Catalog) -> str:
-    """The form CodiEsp writes a code in: ICD-10-CM codes without the 7th character (S72.001A -> S72.001)."""
-    if system == "ICD-10-CM" and len(code.replace(".", "")) == 7:
-        parent = code[:-1]
-        if catalog.cm.is_valid(parent) and catalog.cm.seven_chr_def(parent):
-            return parent
-    return code
+    """The form CodiEsp writes a code in (see `Catalog.codiesp_form`)."""
+    return catalog.codiesp_form(code, system)
 
 
 def score_dataset(predictor: Predictor, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:

@@ -380,6 +380,15 @@ class Catalog:
         except InputError:
             return ""
 
+    def codiesp_form(self, code: str, system: str) -> str:
+        """The form CodiEsp writes a code in: ICD-10-CM codes without their 7th character
+        (S72.001A -> S72.001); other codes unchanged."""
+        if system == "ICD-10-CM" and len(code.replace(".", "")) == 7:
+            parent = code[:-1]
+            if self.cm.is_valid(parent) and self.cm.seven_chr_def(parent):
+                return parent
+        return code
+
     @cached_property
     def summary(self) -> dict[str, int]:
         """Counts for reports and logs."""

@@ -32,6 +32,21 @@ class MatcherModelConfig(_Strict):
     sibling_decay: float = Field(0.6, gt=0, le=1)
 
 
+class HybridModelConfig(_Strict):
+    """Linear model + catalogue matcher, re-ranked by LightGBM trained on out-of-fold candidates."""
+
+    kind: Literal["hybrid"] = "hybrid"
+    folds: int = Field(5, ge=2, le=20)
+    candidates_per_component: int = Field(60, ge=5, le=1000)
+    code_form: Literal["as-is", "codiesp"] = "as-is"
+    num_leaves: int = Field(15, ge=2)
+    n_estimators: int = Field(300, ge=10)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    min_child_samples: int = Field(20, ge=1)
+    linear: LinearModelConfig = LinearModelConfig()
+    matcher: MatcherModelConfig = MatcherModelConfig()
+
+
 class DataConfig(_Strict):
     source: str | None = None  # a CodiEsp folder, a MIMIC-IV folder, a .jsonl or .csv file
     train_split: str = "train"
@@ -51,7 +66,7 @@ class TrainConfig(_Strict):
 
     name: str = "model"
     seed: int = 13
-    model: LinearModelConfig | MatcherModelConfig = Field(discriminator="kind")
+    model: LinearModelConfig | MatcherModelConfig | HybridModelConfig = Field(discriminator="kind")
     data: DataConfig = DataConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
 

@@ -16,11 +16,13 @@ from models.artifact import save_artifact
 from models.catalog import get_catalog
 from models.decision import Thresholds
 from models.errors import InputError
+from models.hybrid import HybridSettings
 from models.linear import LinearCoder, LinearSettings
 from models.matcher import CatalogMatcher
 from models.predictor import Predictor
-from training.config import LinearModelConfig, TrainConfig
+from training.config import HybridModelConfig, LinearModelConfig, TrainConfig
 from training.data import LoadReport, load_data
+from training.hybrid import fit_hybrid
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +57,25 @@ def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Pat
     train_set = data[data_cfg.train_split]
     catalog = get_catalog()
     thresholds = Thresholds(**config.thresholds.model_dump())
-    if isinstance(config.model, LinearModelConfig):
-        settings = LinearSettings(**config.model.model_dump(exclude={"kind"}))
-        scorer = LinearCoder.fit(
+    targets = {"ICD-10-CM": train_set["diagnoses"], "ICD-10-PCS": train_set["procedures"]}
+    model = config.model
+    if isinstance(model, LinearModelConfig):
+        settings = LinearSettings(**model.model_dump(exclude={"kind"}))
+        scorer = LinearCoder.fit(train_set["text"], targets, settings, progress=progress)
+    elif isinstance(model, HybridModelConfig):
+        scorer = fit_hybrid(
             train_set["text"],
-            {"ICD-10-CM": train_set["diagnoses"], "ICD-10-PCS": train_set["procedures"]},
-            settings,
+            targets,
+            catalog,
+            CatalogMatcher(catalog, **model.matcher.model_dump(exclude={"kind"})),
+            LinearSettings(**model.linear.model_dump(exclude={"kind"})),
+            HybridSettings(**model.model_dump(exclude={"kind", "folds", "linear", "matcher"})),
+            folds=model.folds,
+            seed=config.seed,
             progress=progress,
         )
     else:
-        scorer = CatalogMatcher(catalog, **config.model.model_dump(exclude={"kind"}))
+        scorer = CatalogMatcher(catalog, **model.model_dump(exclude={"kind"}))
     metrics = {}
     if data_cfg.eval_split:
         eval_set = data[data_cfg.eval_split]

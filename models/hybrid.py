@@ -1,0 +1,267 @@
+"""The hybrid coder: candidates from every component, re-ranked by gradient-boosted trees.
+
+Each component (the linear model, the catalogue matcher, and any other scorer with the same interface)
+proposes its best codes for a note. Every candidate gets features: each component's score and rank,
+how often the code and its category occurred in training, and how much support the code's category
+has. A LightGBM classifier trained on out-of-fold predictions turns them into the probability that the
+code is correct. The ranker is stored as LightGBM's text model format, never as a pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from models.errors import ArtifactError
+from models.text import Segment
+
+SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """How many candidates each component proposes per note and system, and the ranker's settings."""
+
+    candidates_per_component: int = 60
+    code_form: str = "as-is"  # "codiesp": CM codes without the 7th character, as CodiEsp writes them
+    num_leaves: int = 15
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    min_child_samples: int = 20
+
+
+def code_converter(catalog, code_form: str):
+    """The function that puts a component's code into the hybrid's code form ("as-is" or "codiesp")."""
+    if code_form == "codiesp":
+        return catalog.codiesp_form
+    if code_form != "as-is":
+        raise ArtifactError(f"unknown code form {code_form!r}; expected 'as-is' or 'codiesp'")
+    return lambda code, system: code
+
+
+def category_of(code: str, system: str) -> str:
+    """The group a code belongs to: ICD-10-CM category (3 characters) or PCS root operation + body part."""
+    return code[:3] if system == "ICD-10-CM" else code[:4]
+
+
+@dataclass
+class CodeStats:
+    """Training-set frequencies of codes and categories (from the documents a model was fitted on)."""
+
+    code_counts: dict[str, int]
+    category_counts: dict[str, int]
+    documents: int
+
+    @classmethod
+    def from_targets(cls, targets: dict[str, list[list[str]]]) -> CodeStats:
+        codes: Counter[str] = Counter()
+        cats: Counter[str] = Counter()
+        documents = 0
+        for system, docs in targets.items():
+            documents = max(documents, len(docs))
+            for doc in docs:
+                codes.update(f"{system}|{c}" for c in set(doc))
+                cats.update({f"{system}|{category_of(c, system)}" for c in doc})
+        return cls(dict(codes), dict(cats), documents)
+
+
+FEATURE_NAMES_PER_COMPONENT = ("score", "rank", "present", "category_max", "category_count")
+FEATURE_NAMES_GLOBAL = (
+    "system", "code_length", "log_code_freq", "log_category_freq", "seen_in_training", "components_present",
+    "n_candidates_same_category",
+)
+
+
+def feature_names(components: list[str]) -> list[str]:
+    """Column names of the ranker's feature matrix."""
+    return [f"{c}_{f}" for c in components for f in FEATURE_NAMES_PER_COMPONENT] + list(FEATURE_NAMES_GLOBAL)
+
+
+def candidate_features(
+    component_scores: dict[str, dict[str, dict[str, float]]],
+    stats: CodeStats,
+    per_component: int,
+) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """Candidates of one note and their features.
+
+    Args:
+        component_scores: component -> system -> {code: score} (codes already in the hybrid's code form).
+        stats: training frequencies.
+        per_component: candidates each component proposes per system.
+    Returns:
+        (system, code) pairs and the (candidates, features) matrix, in `feature_names` order.
+    """
+    components = list(component_scores)
+    ranks: dict[str, dict[str, dict[str, int]]] = {}
+    candidates: dict[tuple[str, str], None] = {}
+    for comp, by_system in component_scores.items():
+        ranks[comp] = {}
+        for system, scores in by_system.items():
+            ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            ranks[comp][system] = {code: r for r, (code, _) in enumerate(ordered)}
+            for code, score in ordered[:per_component]:
+                if score > 0:
+                    candidates[(system, code)] = None
+    pairs = list(candidates)
+    cat_max: dict[str, dict[tuple[str, str], float]] = {comp: {} for comp in components}
+    cat_count: dict[str, Counter[tuple[str, str]]] = {comp: Counter() for comp in components}
+    for comp, by_system in component_scores.items():
+        for system, scores in by_system.items():
+            top = sorted(scores.items(), key=lambda kv: -kv[1])[:per_component]
+            for code, score in top:
+                key = (system, category_of(code, system))
+                cat_max[comp][key] = max(cat_max[comp].get(key, 0.0), score)
+                cat_count[comp][key] += 1
+    same_category = Counter((s, category_of(c, s)) for s, c in pairs)
+    rows = np.zeros((len(pairs), len(feature_names(components))), dtype=np.float32)
+    missing_rank = float(per_component * 4)
+    for i, (system, code) in enumerate(pairs):
+        values: list[float] = []
+        present = 0
+        key = (system, category_of(code, system))
+        for comp in components:
+            score = component_scores[comp].get(system, {}).get(code, 0.0)
+            rank = ranks[comp].get(system, {}).get(code)
+            present += rank is not None and score > 0
+            values += [
+                score,
+                float(rank) if rank is not None else missing_rank,
+                float(rank is not None and score > 0),
+                cat_max[comp].get(key, 0.0),
+                float(cat_count[comp].get(key, 0)),
+            ]
+        code_freq = stats.code_counts.get(f"{system}|{code}", 0)
+        cat_freq = stats.category_counts.get(f"{system}|{key[1]}", 0)
+        values += [
+            float(system == "ICD-10-PCS"),
+            float(len(code.replace(".", ""))),
+            math.log1p(code_freq),
+            math.log1p(cat_freq),
+            float(code_freq > 0),
+            float(present),
+            float(same_category[key]),
+        ]
+        rows[i] = values
+    return pairs, rows
+
+
+class HybridCoder:
+    """Components + frequencies + a LightGBM ranker; scores every code of the union vocabulary."""
+
+    def __init__(
+        self,
+        components: dict[str, Any],
+        stats: CodeStats,
+        ranker_text: str,
+        settings: HybridSettings,
+        convert=None,
+    ) -> None:
+        import lightgbm as lgb
+
+        self.components = components
+        self.stats = stats
+        self.settings = settings
+        self.ranker_text = ranker_text
+        try:
+            self._ranker = lgb.Booster(model_str=ranker_text)
+        except lgb.basic.LightGBMError as exc:
+            raise ArtifactError(f"the ranker model cannot be read: {exc}") from exc
+        if self._ranker.num_feature() != len(feature_names(list(components))):
+            raise ArtifactError(
+                f"the ranker expects {self._ranker.num_feature()} features, the components give "
+                f"{len(feature_names(list(components)))}"
+            )
+        self._convert = convert or (lambda code, system: code)
+        self._columns = component_columns(components, self._convert)
+        # The union vocabulary, in the hybrid's code form, ordered by system then code.
+        vocab: set[tuple[str, str]] = set()
+        for systems, codes in self._columns.values():
+            vocab.update(zip(systems.tolist(), codes))
+        ordered = sorted(vocab, key=lambda sc: (SYSTEMS.index(sc[0]), sc[1]))
+        self.codes = [c for _, c in ordered]
+        self.code_systems = [s for s, _ in ordered]
+        self.code_to_idx = {sc: i for i, sc in enumerate(ordered)}
+        # (system, code) -> the component's column; several columns may share one converted code.
+        self._lookups = {
+            name: {(s, c): j for j, (s, c) in reversed(list(enumerate(zip(systems.tolist(), codes))))}
+            for name, (systems, codes) in self._columns.items()
+        }
+
+    def component_scores(self, texts: list[str]) -> list[dict[str, dict[str, dict[str, float]]]]:
+        """Per note: component -> system -> {code: score} for each component's top candidates."""
+        return collect_component_scores(
+            self.components, self._columns, texts, self.settings.candidates_per_component * 2
+        )
+
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """Ranker probabilities over the union vocabulary, (docs, codes); non-candidates are 0."""
+        out = np.zeros((len(texts), len(self.codes)), dtype=np.float32)
+        for d, scores in enumerate(self.component_scores(texts)):
+            pairs, features = candidate_features(scores, self.stats, self.settings.candidates_per_component)
+            if not pairs:
+                continue
+            p = self._ranker.predict(features)
+            for (system, code), value in zip(pairs, p):
+                out[d, self.code_to_idx[(system, code)]] = value
+        return out
+
+    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
+        """The first component that can point at a sentence for the code supplies the evidence."""
+        result: dict[int, Segment | None] = {i: None for i in code_indices}
+        for name, comp in self.components.items():
+            lookup = self._lookups[name]
+            wanted = {i: lookup.get((self.code_systems[i], self.codes[i])) for i in code_indices if result[i] is None}
+            wanted = {i: j for i, j in wanted.items() if j is not None}
+            if not wanted:
+                continue
+            spans = comp.evidence(text, list(wanted.values()))
+            for i, j in wanted.items():
+                result[i] = result[i] or spans.get(j)
+        return result
+
+    def settings_dict(self) -> dict:
+        return asdict(self.settings)
+
+
+def top_scores(row: np.ndarray, systems: np.ndarray, codes: list[str], depth: int) -> dict[str, dict[str, float]]:
+    """The `depth` best codes of each system in one score row: system -> {code: score}."""
+    out: dict[str, dict[str, float]] = {}
+    for system in SYSTEMS:
+        columns = np.flatnonzero(systems == system)
+        if columns.size == 0:
+            continue
+        k = min(depth, columns.size)
+        best = columns[np.argpartition(-row[columns], k - 1)[:k]]
+        scores: dict[str, float] = {}
+        for j in best[np.argsort(-row[best], kind="stable")]:
+            if row[j] <= 0:
+                break
+            code = codes[j]
+            scores[code] = max(scores.get(code, 0.0), float(row[j]))
+        out[system] = scores
+    return out
+
+
+def component_columns(components: dict[str, Any], convert) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per component, the system of each output column and its code in the hybrid's form (computed once)."""
+    return {
+        name: (np.asarray(comp.code_systems), [convert(c, s) for c, s in zip(comp.codes, comp.code_systems)])
+        for name, comp in components.items()
+    }
+
+
+def collect_component_scores(
+    components: dict[str, Any], columns: dict[str, tuple[np.ndarray, list[str]]], texts: list[str], depth: int
+) -> list[dict[str, dict[str, dict[str, float]]]]:
+    """Per note: component -> system -> {code in the hybrid's form: score}, each component's best `depth`."""
+    per_note: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in texts]
+    for name, comp in components.items():
+        systems, codes = columns[name]
+        probs = comp.probs(texts)  # (docs, component codes)
+        for d, row in enumerate(probs):
+            per_note[d][name] = top_scores(row, systems, codes, depth)
+    return per_note

@@ -1,0 +1,114 @@
+"""Fit the hybrid's ranker on out-of-fold predictions, so that no component is scored on data it was
+trained on: the linear model of fold k scores only the notes of fold k, and the code frequencies that
+the ranker sees come from the other folds."""
+
+from __future__ import annotations
+
+import logging
+
+import lightgbm as lgb
+import numpy as np
+from tqdm.auto import tqdm
+
+from models.catalog import Catalog
+from models.hybrid import (
+    CodeStats,
+    HybridCoder,
+    HybridSettings,
+    candidate_features,
+    code_converter,
+    collect_component_scores,
+    component_columns,
+    feature_names,
+)
+from models.linear import LinearCoder, LinearSettings
+from models.matcher import CatalogMatcher
+
+logger = logging.getLogger(__name__)
+
+
+def fold_ids(n_docs: int, folds: int, seed: int) -> np.ndarray:
+    """Fold number of each document (shuffled, balanced)."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(n_docs) % folds)
+
+
+def out_of_fold_rows(
+    texts: list[str],
+    targets: dict[str, list[list[str]]],
+    matcher: CatalogMatcher,
+    linear_settings: LinearSettings,
+    settings: HybridSettings,
+    catalog: Catalog,
+    folds: int,
+    seed: int,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels and document index of every candidate of every training note, out of fold."""
+    convert = code_converter(catalog, settings.code_form)
+    depth = settings.candidates_per_component * 2
+    matcher_columns = component_columns({"matcher": matcher}, convert)
+    assignment = fold_ids(len(texts), folds, seed)
+    features, labels, doc_index = [], [], []
+    for k in tqdm(range(folds), desc="out-of-fold", unit="fold", disable=not progress):
+        train_idx = np.flatnonzero(assignment != k)
+        held_idx = np.flatnonzero(assignment == k)
+        fold_targets = {s: [targets[s][i] for i in train_idx] for s in targets}
+        linear = LinearCoder.fit([texts[i] for i in train_idx], fold_targets, linear_settings, progress=False)
+        stats = CodeStats.from_targets(fold_targets)
+        held_texts = [texts[i] for i in held_idx]
+        components = {"linear": linear, "matcher": matcher}
+        columns = {**component_columns({"linear": linear}, convert), **matcher_columns}
+        scores = collect_component_scores(components, columns, held_texts, depth)
+        for local, doc in enumerate(held_idx):
+            pairs, rows = candidate_features(scores[local], stats, settings.candidates_per_component)
+            gold = {(s, c) for s in targets for c in targets[s][doc]}
+            features.append(rows)
+            labels.append(np.asarray([pair in gold for pair in pairs], dtype=np.int8))
+            doc_index.append(np.full(len(pairs), doc))
+    return np.concatenate(features), np.concatenate(labels), np.concatenate(doc_index)
+
+
+def fit_ranker(features: np.ndarray, labels: np.ndarray, settings: HybridSettings, seed: int) -> str:
+    """Train the LightGBM classifier; returns its text model."""
+    model = lgb.LGBMClassifier(
+        n_estimators=settings.n_estimators,
+        learning_rate=settings.learning_rate,
+        num_leaves=settings.num_leaves,
+        min_child_samples=settings.min_child_samples,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        random_state=seed,
+        n_jobs=2,
+        verbose=-1,
+    )
+    model.fit(features, labels, feature_name=feature_names(["linear", "matcher"]))
+    return model.booster_.model_to_string()
+
+
+def fit_hybrid(
+    texts: list[str],
+    targets: dict[str, list[list[str]]],
+    catalog: Catalog,
+    matcher: CatalogMatcher,
+    linear_settings: LinearSettings,
+    settings: HybridSettings,
+    folds: int = 5,
+    seed: int = 13,
+    progress: bool = True,
+) -> HybridCoder:
+    """Out-of-fold candidates -> ranker; then the components refitted on all notes."""
+    features, labels, _ = out_of_fold_rows(
+        texts, targets, matcher, linear_settings, settings, catalog, folds, seed, progress
+    )
+    logger.info("ranker: %d candidates, %d positive, from %d notes", len(labels), int(labels.sum()), len(texts))
+    ranker_text = fit_ranker(features, labels, settings, seed)
+    linear = LinearCoder.fit(texts, targets, linear_settings, progress=progress)
+    return HybridCoder(
+        {"linear": linear, "matcher": matcher},
+        CodeStats.from_targets(targets),
+        ranker_text,
+        settings,
+        convert=code_converter(catalog, settings.code_form),
+    )
