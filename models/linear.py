@@ -116,7 +116,10 @@ class LinearCoder:
             clf = LogisticRegression(C=settings.C, class_weight=settings.class_weight, solver="liblinear")
             clf.fit(features, y)
             w = clf.coef_.ravel()
-            keep = np.argpartition(-np.abs(w), settings.keep_per_code)[: settings.keep_per_code]
+            if settings.keep_per_code < w.size:
+                keep = np.argpartition(-np.abs(w), settings.keep_per_code)[: settings.keep_per_code]
+            else:
+                keep = np.arange(w.size)
             keep = keep[w[keep] != 0]
             rows.extend([label_idx] * len(keep))
             cols.extend(keep.tolist())
