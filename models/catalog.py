@@ -380,6 +380,14 @@ class Catalog:
         except InputError:
             return ""
 
+    def describe_nearest(self, code: str, system: str) -> str:
+        """Description of a code, else of its longest known prefix (CodiEsp's S02.0XX -> S02.0); else ""."""
+        for end in range(len(code), 2, -1):
+            text = self.describe(code[:end].rstrip("."), system)
+            if text:
+                return text
+        return ""
+
     def codiesp_form(self, code: str, system: str) -> str:
         """The form CodiEsp writes a code in: ICD-10-CM codes without their 7th character
         (S72.001A -> S72.001); other codes unchanged."""

