@@ -28,6 +28,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from models.calibration import IsotonicCalibrator
 from models.catalog import Catalog, get_catalog
 from models.decision import Thresholds
 from models.errors import ArtifactError
@@ -86,7 +87,8 @@ def _hybrid_state(scorer: HybridCoder) -> ScorerState:
         {"hybrid": scorer.settings_dict(), "linear": lin.settings, "matcher": matcher.settings(),
          "components": list(scorer.components)},
         list(dict.fromkeys(scorer.code_systems)),
-        {f"linear.{k}": v for k, v in lin.tensors.items()},
+        {f"linear.{k}": v for k, v in lin.tensors.items()}
+        | ({"calibration.x": scorer.calibrator.x, "calibration.y": scorer.calibrator.y} if scorer.calibrator else {}),
         {"linear": lin.parts, "stats": asdict(scorer.stats)},
         lin.labels,
         {"ranker.txt": scorer.ranker_text},
@@ -226,7 +228,12 @@ def _load_hybrid(root: Path, config: dict, catalog: Catalog) -> HybridCoder:
     tensors = _load_tensors(root)
     try:
         linear = _build_linear(
-            root, settings["linear"], {k.removeprefix("linear."): v for k, v in tensors.items()}, parts["linear"]
+            root, settings["linear"],
+            {k.removeprefix("linear."): v for k, v in tensors.items() if k.startswith("linear.")}, parts["linear"],
+        )
+        calibrator = (
+            IsotonicCalibrator(tensors["calibration.x"], tensors["calibration.y"])
+            if "calibration.x" in tensors else None
         )
         matcher = _build_matcher(root, catalog, list(SYSTEMS), settings["matcher"])
         hybrid_settings = HybridSettings(**settings["hybrid"])
@@ -243,6 +250,7 @@ def _load_hybrid(root: Path, config: dict, catalog: Catalog) -> HybridCoder:
             ranker_path.read_text(encoding="utf-8"),
             hybrid_settings,
             convert=code_converter(catalog, hybrid_settings.code_form),
+            calibrator=calibrator,
         )
     except ArtifactError as exc:
         raise ArtifactError(f"{ranker_path}: {exc}") from exc

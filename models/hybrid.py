@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from models.calibration import IsotonicCalibrator
 from models.errors import ArtifactError
 from models.text import Segment
 
@@ -159,9 +160,11 @@ class HybridCoder:
         ranker_text: str,
         settings: HybridSettings,
         convert=None,
+        calibrator: IsotonicCalibrator | None = None,
     ) -> None:
         import lightgbm as lgb
 
+        self.calibrator = calibrator
         self.components = components
         self.stats = stats
         self.settings = settings
@@ -205,6 +208,8 @@ class HybridCoder:
             if not pairs:
                 continue
             p = self._ranker.predict(features)
+            if self.calibrator is not None:
+                p = self.calibrator(p)
             for (system, code), value in zip(pairs, p):
                 out[d, self.code_to_idx[(system, code)]] = value
         return out

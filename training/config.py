@@ -61,6 +61,13 @@ class ThresholdsConfig(_Strict):
     review_band: float = Field(0.2, ge=0, le=1)
 
 
+class DecisionConfig(_Strict):
+    """How the hybrid's decision thresholds are tuned (out of fold, on the training notes)."""
+
+    target_precision: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(15, ge=1, le=100)
+
+
 class TrainConfig(_Strict):
     """A whole recipe."""
 
@@ -68,7 +75,8 @@ class TrainConfig(_Strict):
     seed: int = 13
     model: LinearModelConfig | MatcherModelConfig | HybridModelConfig = Field(discriminator="kind")
     data: DataConfig = DataConfig()
-    thresholds: ThresholdsConfig = ThresholdsConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()  # used as they are by linear and matcher recipes
+    decision: DecisionConfig = DecisionConfig()  # the hybrid tunes its thresholds for this
 
 
 def load_config(path: str | Path) -> TrainConfig:

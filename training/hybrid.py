@@ -10,7 +10,11 @@ import lightgbm as lgb
 import numpy as np
 from tqdm.auto import tqdm
 
+from eval import metrics
+from eval.triage import NoteCandidates, tune_thresholds
+from models.calibration import IsotonicCalibrator
 from models.catalog import Catalog
+from models.decision import Thresholds
 from models.hybrid import (
     CodeStats,
     HybridCoder,
@@ -87,6 +91,32 @@ def fit_ranker(features: np.ndarray, labels: np.ndarray, settings: HybridSetting
     return model.booster_.model_to_string()
 
 
+def out_of_fold_ranker(
+    features: np.ndarray, labels: np.ndarray, doc_index: np.ndarray, settings: HybridSettings, folds: int, seed: int
+) -> np.ndarray:
+    """Ranker probabilities for every candidate row from a ranker that never saw that row's note."""
+    n_docs = int(doc_index.max()) + 1 if doc_index.size else 0
+    assignment = fold_ids(n_docs, folds, seed + 1)[doc_index]
+    out = np.zeros(len(labels), dtype=np.float64)
+    for k in range(folds):
+        held = assignment == k
+        if not held.any() or labels[~held].sum() == 0:
+            continue
+        booster = lgb.Booster(model_str=fit_ranker(features[~held], labels[~held], settings, seed))
+        out[held] = booster.predict(features[held])
+    return out
+
+
+def notes_for_triage(
+    probs: np.ndarray, labels: np.ndarray, doc_index: np.ndarray, gold_counts: list[int]
+) -> list[NoteCandidates]:
+    """Group candidate rows by note for the decision-rule tuning."""
+    return [
+        NoteCandidates(probs[doc_index == d], labels[doc_index == d].astype(bool), gold_counts[d])
+        for d in range(len(gold_counts))
+    ]
+
+
 def fit_hybrid(
     texts: list[str],
     targets: dict[str, list[list[str]]],
@@ -97,18 +127,44 @@ def fit_hybrid(
     folds: int = 5,
     seed: int = 13,
     progress: bool = True,
-) -> HybridCoder:
-    """Out-of-fold candidates -> ranker; then the components refitted on all notes."""
-    features, labels, _ = out_of_fold_rows(
+    target_precision: float = 0.95,
+    decision_top_k: int = 15,
+) -> tuple[HybridCoder, Thresholds, dict]:
+    """Out-of-fold candidates -> ranker, calibration and decision thresholds; then the components
+    refitted on all notes.
+
+    Returns:
+        The hybrid, the thresholds tuned for `target_precision` of auto-coded notes, and a report of the
+        out-of-fold calibration and triage figures.
+    """
+    features, labels, doc_index = out_of_fold_rows(
         texts, targets, matcher, linear_settings, settings, catalog, folds, seed, progress
     )
     logger.info("ranker: %d candidates, %d positive, from %d notes", len(labels), int(labels.sum()), len(texts))
+    # The ranker's own out-of-fold outputs train the calibration and tune the decision rule.
+    raw = out_of_fold_ranker(features, labels, doc_index, settings, folds, seed)
+    calibrator = IsotonicCalibrator.fit(raw, labels)
+    calibrated = calibrator(raw)
+    gold_counts = [sum(len(set(targets[s][d])) for s in targets) for d in range(len(texts))]
+    notes = notes_for_triage(calibrated, labels, doc_index, gold_counts)
+    thresholds, triage = tune_thresholds(notes, target_precision, decision_top_k)
+    report = {
+        "candidates": len(labels),
+        "candidate_recall": float(labels.sum() / max(sum(gold_counts), 1)),
+        "ece_raw": metrics.expected_calibration_error(labels[:, None], np.clip(raw, 0, 1)[:, None]),
+        "ece_calibrated": metrics.expected_calibration_error(labels[:, None], calibrated[:, None]),
+        "triage": triage,
+        "target_precision": target_precision,
+    }
+    logger.info("out of fold: %s", report)
     ranker_text = fit_ranker(features, labels, settings, seed)
     linear = LinearCoder.fit(texts, targets, linear_settings, progress=progress)
-    return HybridCoder(
+    hybrid = HybridCoder(
         {"linear": linear, "matcher": matcher},
         CodeStats.from_targets(targets),
         ranker_text,
         settings,
         convert=code_converter(catalog, settings.code_form),
+        calibrator=calibrator,
     )
+    return hybrid, thresholds, report

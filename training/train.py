@@ -59,11 +59,12 @@ def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Pat
     thresholds = Thresholds(**config.thresholds.model_dump())
     targets = {"ICD-10-CM": train_set["diagnoses"], "ICD-10-PCS": train_set["procedures"]}
     model = config.model
+    oof_report: dict = {}
     if isinstance(model, LinearModelConfig):
         settings = LinearSettings(**model.model_dump(exclude={"kind"}))
         scorer = LinearCoder.fit(train_set["text"], targets, settings, progress=progress)
     elif isinstance(model, HybridModelConfig):
-        scorer = fit_hybrid(
+        scorer, thresholds, oof_report = fit_hybrid(
             train_set["text"],
             targets,
             catalog,
@@ -73,19 +74,22 @@ def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Pat
             folds=model.folds,
             seed=config.seed,
             progress=progress,
+            target_precision=config.decision.target_precision,
+            decision_top_k=config.decision.top_k,
         )
     else:
         scorer = CatalogMatcher(catalog, **model.model_dump(exclude={"kind"}))
-    metrics = {}
+    metrics: dict = {"out_of_fold": oof_report} if oof_report else {}
     if data_cfg.eval_split:
         eval_set = data[data_cfg.eval_split]
         predictor = Predictor(scorer, catalog, thresholds, model_version=config.name)
-        metrics = evaluate(
+        metrics |= evaluate(
             predictor,
             eval_set["id"],
             eval_set["text"],
             {"ICD-10-CM": eval_set["diagnoses"], "ICD-10-PCS": eval_set["procedures"]},
             code_form="codiesp" if _is_codiesp(data_cfg.source) else "as-is",
+            top_k=config.decision.top_k,
         )
         metrics["split"] = data_cfg.eval_split
     return save_artifact(

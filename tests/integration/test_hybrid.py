@@ -70,10 +70,12 @@ def test_candidate_features_use_training_frequencies() -> None:
 
 def test_hybrid_round_trip_gives_identical_scores(mini, matcher, catalog, tmp_path: Path) -> None:
     texts, targets = mini
-    hybrid = hybrid_training.fit_hybrid(
+    hybrid, thresholds, report = hybrid_training.fit_hybrid(
         texts, targets, catalog, matcher, TINY_LINEAR, TINY_HYBRID, folds=2, seed=1, progress=False
     )
-    assert isinstance(hybrid, HybridCoder)
+    assert isinstance(hybrid, HybridCoder) and hybrid.calibrator is not None
+    assert 0.0 <= thresholds.review_band <= thresholds.accept <= 1.0
+    assert 0.0 <= report["ece_calibrated"] <= 1.0 and report["candidates"] > 0
     saved = save_artifact(tmp_path / "hybrid", hybrid, Thresholds(), model_version="tiny-hybrid")
     assert (saved / "ranker.txt").is_file() and (saved / "weights.safetensors").is_file()
     loaded = load_artifact(saved, catalog)
