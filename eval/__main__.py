@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 from models.artifact import default_predictor, load_artifact
@@ -29,6 +30,18 @@ def _report(args: argparse.Namespace) -> None:
     split = args.split or ("dev" if is_codiesp else "train")
     dataset = load_data(source, splits=split, language=args.language)[split]
     code_form = args.code_form if args.code_form != "auto" else ("codiesp" if is_codiesp else "as-is")
+    train_split = None if args.train_split == "none" else args.train_split
+    if train_split == "auto":
+        train_split = "train" if is_codiesp and split != "train" else None
+    train_counts = None
+    if train_split:
+        train = load_data(source, splits=train_split, language=args.language)[train_split]
+        train_counts = Counter(
+            (system, code)
+            for column, system in (("diagnoses", "ICD-10-CM"), ("procedures", "ICD-10-PCS"))
+            for doc in train[column]
+            for code in set(doc)
+        )
     report = evaluate(
         _predictor(args.artifact),
         dataset["id"],
@@ -36,8 +49,9 @@ def _report(args: argparse.Namespace) -> None:
         {"ICD-10-CM": dataset["diagnoses"], "ICD-10-PCS": dataset["procedures"]},
         code_form=code_form,
         top_k=args.top_k,
+        train_counts=train_counts,
     )
-    report["data"] = {"source": str(source), "split": split}
+    report["data"] = {"source": str(source), "split": split, "train_split_for_frequencies": train_split}
     json_path, md_path = write_report(report, args.output)
     print(md_path.read_text(encoding="utf-8"))
     print(f"wrote {json_path} and {md_path}")
@@ -53,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--language", choices=["en", "es"], default="en")
     rep.add_argument("--code-form", choices=["auto", "codiesp", "as-is"], default="auto",
                      help="codiesp drops the 7th character of ICD-10-CM codes as CodiEsp does (auto: for CodiEsp)")
-    rep.add_argument("--top-k", type=int, default=10)
+    rep.add_argument("--top-k", type=int, default=15, help="codes the decision rule returns per note")
+    rep.add_argument("--train-split", default="auto",
+                     help="training split for results by code frequency (auto: 'train' for CodiEsp; 'none')")
     rep.add_argument("--output", required=True, help="report folder")
     pred = sub.add_parser("predict", help="ranked predictions for every .txt file of a folder (CodiEsp TSV)")
     pred.add_argument("--artifact", required=True, help="artifact directory, or 'default'")

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eval import metrics
+from eval.triage import NoteCandidates, triage_curve, triage_stats
 from models.catalog import Catalog
 from models.decision import decide
 from models.predictor import SYSTEMS, Predictor
@@ -62,6 +63,8 @@ def evaluate(
     *,
     code_form: str = "as-is",
     top_k: int = 10,
+    train_counts: dict[tuple[str, str], int] | None = None,
+    components: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a predictor on notes with gold codes.
 
@@ -71,9 +74,13 @@ def evaluate(
         gold: per system ("ICD-10-CM", "ICD-10-PCS"), the gold codes of each note.
         code_form: "codiesp" converts predictions to CodiEsp's form before scoring.
         top_k: codes returned per note by the decision rule.
+        train_counts: (system, code) -> notes of the training data with that code, for results split by
+            code frequency (seen >= 5 times / 1-4 / never).
+        components: also evaluate each component of a hybrid on its own (MAP).
     Returns:
         A JSON-ready dict: per system MAP (CodiEsp definition), P/R/F1 of the accepted codes (micro and
-        macro), P@k, R@k, AUC, and the review rate.
+        macro), P@k, R@k, AUC, the review rate, results by code frequency; calibration (ECE and the
+        reliability bins), the triage at the model's thresholds and its curve, and per-component MAP.
     """
     started = time.perf_counter()
     probs = score_dataset(predictor, texts)
@@ -101,7 +108,102 @@ def evaluate(
         result["systems"][system] = _system_metrics(
             predictor, probs[:, columns], [scorer.codes[c] for c in columns], ids, ranked, gold_lists, top_k, convert
         )
+        if train_counts is not None:
+            result["systems"][system]["by_frequency"] = _by_frequency(
+                ranked, gold_lists, probs[:, columns], [scorer.codes[c] for c in columns], predictor, top_k,
+                convert, {c: n for (s, c), n in train_counts.items() if s == system},
+            )
+    notes = _note_candidates(probs, scorer, gold, predictor.catalog, code_form)
+    result["calibration"] = _calibration(notes)
+    result["triage"] = {
+        "at_thresholds": triage_stats(notes, predictor.thresholds, top_k),
+        "curve": triage_curve(notes, top_k, review_band=min(predictor.thresholds.review_band, 0.5)),
+    }
+    hybrid_parts = getattr(scorer, "components", None)
+    if components and isinstance(hybrid_parts, dict):
+        result["components"] = {}
+        for name, part in hybrid_parts.items():
+            sub = Predictor(part, predictor.catalog, predictor.thresholds, model_version=name)
+            sub_report = evaluate(sub, ids, texts, gold, code_form=code_form, top_k=top_k, components=False)
+            result["components"][name] = {
+                s: {"map": m["map"], "map_documents_with_gold_only": m["map_documents_with_gold_only"]}
+                for s, m in sub_report["systems"].items()
+            } | {"scoring_ms_per_note": sub_report["scoring_ms_per_note"]}
     return result
+
+
+FREQUENCY_BUCKETS = (("seen >= 5", 5, None), ("seen 1-4", 1, 4), ("never seen", 0, 0))
+
+
+def _by_frequency(ranked, gold_lists, probs, codes, predictor, top_k, convert, counts) -> dict[str, Any]:
+    """Recall in the top 20 and recall / precision of accepted codes, for gold codes by training frequency."""
+    accepted = []
+    for row in probs:
+        decision = decide(row, top_k, predictor.thresholds)
+        accepted.append({convert(codes[i]) for i, ok in zip(decision.ranked, decision.accepted) if ok})
+    out: dict[str, Any] = {}
+    for name, low, high in FREQUENCY_BUCKETS:
+        def in_bucket(code: str, _low: int = low, _high: int | None = high) -> bool:
+            n = counts.get(code, 0)
+            return n >= _low and (_high is None or n <= _high)
+
+        gold_n = found_20 = found_accepted = accepted_n = accepted_right = 0
+        for r, g, a in zip(ranked, gold_lists, accepted):
+            gold_set = {c for c in g if in_bucket(c)}
+            gold_n += len(gold_set)
+            found_20 += len(gold_set & {c for c, _ in r[:20]})
+            found_accepted += len(gold_set & a)
+            bucket_accepted = {c for c in a if in_bucket(c)}
+            accepted_n += len(bucket_accepted)
+            accepted_right += len(bucket_accepted & set(g))
+        out[name] = {
+            "gold_codes": gold_n,
+            "recall@20": found_20 / gold_n if gold_n else None,
+            "recall_accepted": found_accepted / gold_n if gold_n else None,
+            "precision_accepted": accepted_right / accepted_n if accepted_n else None,
+        }
+    return out
+
+
+def _note_candidates(probs: np.ndarray, scorer, gold, catalog: Catalog, code_form: str,
+                     depth: int = 50) -> list[NoteCandidates]:
+    """Each note's best `depth` codes over all systems, as the decision rule sees them, with gold flags."""
+    systems = scorer.code_systems
+    notes = []
+    for d, row in enumerate(probs):
+        k = min(depth, row.size)
+        top = np.argpartition(-row, k - 1)[:k]
+        top = top[row[top] > 0]
+        gold_set = {(s, c) for s in gold for c in gold[s][d]}
+
+        def key(j: int) -> tuple[str, str]:
+            code = scorer.codes[j]
+            return systems[j], codiesp_form(code, systems[j], catalog) if code_form == "codiesp" else code
+
+        is_gold = np.array([key(j) in gold_set for j in top], dtype=bool)
+        notes.append(NoteCandidates(row[top].astype(np.float64), is_gold, len(gold_set)))
+    return notes
+
+
+def _calibration(notes: list[NoteCandidates], n_bins: int = 10) -> dict[str, Any]:
+    """ECE and the reliability bins over every note's candidates."""
+    probs = np.concatenate([n.probs for n in notes]) if notes else np.zeros(0)
+    if probs.size == 0:
+        return {}
+    labels = np.concatenate([n.is_gold for n in notes]).astype(np.int8)
+    probs = np.clip(probs, 0.0, 1.0)
+    edges = np.linspace(0, 1, n_bins + 1)
+    index = np.clip(np.digitize(probs, edges[1:-1]), 0, n_bins - 1)
+    bins = [
+        {"low": float(edges[b]), "high": float(edges[b + 1]), "count": int((index == b).sum()),
+         "mean_confidence": float(probs[index == b].mean()), "accuracy": float(labels[index == b].mean())}
+        for b in range(n_bins) if (index == b).any()
+    ]
+    return {
+        "ece": metrics.expected_calibration_error(labels[:, None], probs[:, None], n_bins=n_bins),
+        "candidates": int(probs.size),
+        "bins": bins,
+    }
 
 
 def _system_metrics(predictor, probs, codes, ids, ranked, gold_lists, top_k, convert) -> dict[str, Any]:
@@ -152,13 +254,61 @@ def write_report(report: dict[str, Any], directory: str | Path) -> tuple[Path, P
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
-    json_path.write_text(json.dumps(report, indent=2, sort_keys=True, default=_nan_safe) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(_clean(report), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     md_path.write_text(to_markdown(report), encoding="utf-8")
+    write_plots(report, out)
     return json_path, md_path
 
 
-def _nan_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and np.isnan(value) else value
+def _clean(value: Any) -> Any:
+    """NaN becomes null, so that the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def write_plots(report: dict[str, Any], directory: Path) -> list[Path]:
+    """reliability.png (calibration) and triage.png (review rate vs precision / recall of the rest)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    bins = report.get("calibration", {}).get("bins") or []
+    if bins:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        ax.plot([b["mean_confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+                label=f"model (ECE {report['calibration']['ece']:.3f})")
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("share of codes that are correct")
+        ax.set_title(f"Reliability: {report['model_version']}")
+        ax.legend(loc="upper left")
+        path = directory / "reliability.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    curve = report.get("triage", {}).get("curve") or []
+    points = [p for p in curve if p.get("precision") is not None and not np.isnan(p["precision"])]
+    if points:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([p["review_rate"] for p in points], [p["precision"] for p in points], marker=".", label="precision")
+        ax.plot([p["review_rate"] for p in points], [p["recall"] for p in points], marker=".", label="recall")
+        ax.set_xlabel("share of notes sent to review")
+        ax.set_ylabel("codes of the auto-coded notes")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"Triage: {report['model_version']}")
+        ax.legend()
+        path = directory / "triage.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -180,6 +330,31 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {m['macro']['f1']:.3f} | {m['p@5']:.3f} | {m['r@10']:.3f} | {_fmt(m['auc']['micro'])} "
             f"| {m['review_rate']:.2f} |"
         )
+    for system, m in report["systems"].items():
+        if "by_frequency" in m:
+            lines += ["", f"**{SHORT[system]} by training frequency of the gold code**", "",
+                      "| bucket | gold codes | recall@20 | recall (accepted) | precision (accepted) |",
+                      "| --- | --- | --- | --- | --- |"]
+            for name, b in m["by_frequency"].items():
+                lines.append(f"| {name} | {b['gold_codes']} | {_fmt(b['recall@20'])} | {_fmt(b['recall_accepted'])} "
+                             f"| {_fmt(b['precision_accepted'])} |")
+    if report.get("components"):
+        lines += ["", "**Components alone (MAP)**", "", "| component | D MAP | P MAP | ms/note |",
+                  "| --- | --- | --- | --- |"]
+        for name, c in report["components"].items():
+            d, p = c.get("ICD-10-CM", {}), c.get("ICD-10-PCS", {})
+            lines.append(f"| {name} | {_fmt(d.get('map'))} | {_fmt(p.get('map'))} | {c['scoring_ms_per_note']} |")
+    triage = report.get("triage", {}).get("at_thresholds")
+    if triage:
+        lines += ["", (f"**Triage at the model's thresholds**: {triage['skip_rate']:.1%} of notes skip review "
+                       f"({triage['notes_skipped']}); their {triage['codes_accepted']} accepted codes have precision "
+                       f"{_fmt(triage['precision'])} (one-sided 95% lower bound "
+                       f"{_fmt(triage['precision_lower_bound'])}) and recall {_fmt(triage['recall'])}. "
+                       "See triage.png.")]
+    if report.get("calibration"):
+        lines += ["", (f"**Calibration**: ECE {report['calibration']['ece']:.4f} over "
+                       f"{report['calibration']['candidates']} candidate codes (top 50 per note). "
+                       "See reliability.png.")]
     lines += [
         "",
         ("MAP follows the CodiEsp definition (codes lower-cased and de-duplicated, documents with at least one "
