@@ -10,6 +10,7 @@ import numpy as np
 from models.catalog import Catalog
 from models.decision import Thresholds, decide
 from models.errors import InputError
+from models.guidelines import check_codes
 from models.text import Segment, check_note
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
@@ -45,6 +46,9 @@ class SuggestedCode:
     accepted: bool
     billable: bool
     evidence: list[Evidence] = field(default_factory=list)
+    valid: bool = True
+    warnings: list[str] = field(default_factory=list)
+    billable_alternatives: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,11 @@ class Prediction:
 class Predictor:
     """A scorer with its thresholds and the catalogue, ready to serve."""
 
-    def __init__(self, scorer: Scorer, catalog: Catalog, thresholds: Thresholds, model_version: str) -> None:
+    def __init__(
+        self, scorer: Scorer, catalog: Catalog, thresholds: Thresholds, model_version: str, valid_only: bool = False
+    ) -> None:
+        """`valid_only` keeps codes the FY2026 catalogue does not know (a CodiEsp-trained model's CIE10-2018
+        codes, say) out of the answer; the service turns it on."""
         self.scorer = scorer
         self.catalog = catalog
         self.thresholds = thresholds
@@ -72,6 +80,12 @@ class Predictor:
             (catalog.cm if s == "ICD-10-CM" else catalog.pcs).is_billable(c)
             for c, s in zip(scorer.codes, scorer.code_systems)
         ]
+        self._valid = np.asarray([
+            (catalog.cm if s == "ICD-10-CM" else catalog.pcs).is_valid(c)
+            for c, s in zip(scorer.codes, scorer.code_systems)
+        ])
+        self.valid_only = valid_only
+        self._index = {(s, c): i for i, (c, s) in enumerate(zip(scorer.codes, scorer.code_systems))}
 
     def predict(self, text: str, top_k: int = 10, systems: list[str] | None = None) -> Prediction:
         """Suggest codes for one note.
@@ -90,18 +104,22 @@ class Predictor:
         return [self._decide(text, row, top_k, allowed) for text, row in zip(texts, probs)]
 
     def _allowed(self, systems: list[str] | None) -> np.ndarray | None:
+        mask = self._valid if self.valid_only else None
         if not systems:
-            return None
+            return mask
         unknown = [s for s in systems if s not in self._system_masks]
         if unknown:
             raise InputError(f"unknown code system(s) {unknown}; expected some of {list(SYSTEMS)}")
-        return np.logical_or.reduce([self._system_masks[s] for s in systems])
+        chosen = np.logical_or.reduce([self._system_masks[s] for s in systems])
+        return chosen if mask is None else chosen & mask
 
     def _decide(self, text: str, probs: np.ndarray, top_k: int, allowed: np.ndarray | None) -> Prediction:
         decision = decide(probs, top_k, self.thresholds, allowed)
         spans = self.scorer.evidence(text, decision.ranked)
+        pairs = [(self.scorer.code_systems[i], self.scorer.codes[i]) for i in decision.ranked]
+        checks = check_codes(self.catalog, pairs, decision.accepted, _ScoreLookup(self._index, probs))
         codes = []
-        for idx, accepted in zip(decision.ranked, decision.accepted):
+        for idx, accepted, check in zip(decision.ranked, decision.accepted, checks):
             segment = spans.get(idx)
             codes.append(
                 SuggestedCode(
@@ -112,6 +130,21 @@ class Predictor:
                     accepted=accepted,
                     billable=self._billable[idx],
                     evidence=[Evidence(segment.start, segment.end)] if segment else [],
+                    valid=check.valid,
+                    warnings=check.warnings,
+                    billable_alternatives=check.billable_alternatives,
                 )
             )
         return Prediction(codes=codes, needs_review=decision.needs_review, model_version=self.model_version)
+
+
+class _ScoreLookup(dict):
+    """(system, code) -> this note's score, looked up lazily in the score row."""
+
+    def __init__(self, index: dict[tuple[str, str], int], probs: np.ndarray) -> None:
+        super().__init__()
+        self._index, self._probs = index, probs
+
+    def get(self, key, default=0.0):  # type: ignore[override]
+        i = self._index.get(key)
+        return float(self._probs[i]) if i is not None else default

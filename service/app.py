@@ -43,11 +43,12 @@ class PredictorHolder:
         with self._lock:
             self._predictor, self.kind, self.artifact, self.metrics = predictor, kind, artifact, metrics
 
-    def load(self, artifact: str | None) -> None:
+    def load(self, artifact: str | None, valid_only: bool = True) -> None:
         """Load the named artifact, or the embedded default; raises ArtifactError naming the file."""
         started = time.perf_counter()
         if artifact:
             predictor = load_artifact(artifact)
+            predictor.valid_only = valid_only
             config = read_config(artifact)
             metrics_path = Path(artifact) / "metrics.json"
             metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         if predictor is not None:
             holder.set(predictor, "custom", None, {})
         else:
-            holder.load(settings.artifact)
+            holder.load(settings.artifact, valid_only=settings.valid_codes_only)
         yield
 
     app = FastAPI(

@@ -43,6 +43,14 @@ class CodeSuggestion(BaseModel):
     confidence: float = Field(..., ge=0, le=1)
     accepted: bool = Field(..., description="confident enough to be assigned without review")
     billable: bool
+    valid: bool = Field(..., description="known to the ICD-10-CM FY2026 / ICD-10-PCS catalogue")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="guideline flags: not_billable, missing_7th_character, excludes1:<code>, not_in_catalogue",
+    )
+    billable_alternatives: list[str] = Field(
+        default_factory=list, description="for a non-billable code, its most likely billable codes"
+    )
     evidence: list[EvidenceSpan]
 
 
@@ -67,6 +75,9 @@ class SuggestResponse(BaseModel):
                     confidence=min(max(c.confidence, 0.0), 1.0),
                     accepted=c.accepted,
                     billable=c.billable,
+                    valid=c.valid,
+                    warnings=c.warnings,
+                    billable_alternatives=c.billable_alternatives,
                     evidence=[EvidenceSpan(start=e.start, end=e.end) for e in c.evidence],
                 )
                 for c in prediction.codes

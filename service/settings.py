@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     port: int = 8000
     max_body_bytes: int = Field(2_000_000, description="larger request bodies are refused with 413")
     default_top_k: int = 10
+    valid_codes_only: bool = Field(
+        True, description="return only codes of the ICD-10-CM FY2026 / ICD-10-PCS catalogue (a CodiEsp-trained "
+        "model also knows CIE10-2018 codes)"
+    )
     log_level: str = "INFO"
 
 

@@ -163,3 +163,20 @@ def test_pcs_index_entries_follow_the_index_tree(catalog) -> None:
     # Sub-terms under "(continued)" headings keep their path.
     assert ("Computerized Tomography (CT Scan) Abdomen and Pelvis", "BW21") in entries
     assert all(" see " not in f" {name} " for name, _ in entries)
+
+
+def test_guideline_checks(catalog) -> None:
+    from models.guidelines import check_codes
+
+    codes = [("ICD-10-CM", "E11.9"), ("ICD-10-CM", "E10.9"), ("ICD-10-CM", "E11"), ("ICD-10-CM", "S72.001"),
+             ("ICD-10-CM", "S02.0XX"), ("ICD-10-PCS", "BW20"), ("ICD-10-PCS", "0DJD8ZZ")]
+    scores = {("ICD-10-CM", "E11.65"): 0.9, ("ICD-10-PCS", "BW20ZZZ"): 0.5}
+    checks = check_codes(catalog, codes, [True, True, False, False, False, False, True], scores)
+    e119, e109, e11, s72, s02, bw20, colonoscopy = checks
+    assert "excludes1:E10.9" in e119.warnings and "excludes1:E11.9" in e109.warnings
+    assert e11.valid and "not_billable" in e11.warnings and e11.billable_alternatives[0] == "E11.65"
+    assert len(e11.billable_alternatives) == 3 and all(catalog.cm.is_billable(c) for c in e11.billable_alternatives)
+    assert "missing_7th_character" in s72.warnings and s72.billable_alternatives[0].startswith("S72.001")
+    assert not s02.valid and s02.warnings == ["not_in_catalogue"]
+    assert "not_billable" in bw20.warnings and bw20.billable_alternatives[0] == "BW20ZZZ"
+    assert colonoscopy.valid and colonoscopy.warnings == []

@@ -1,0 +1,34 @@
+"""The predictor over a fake scorer (the seam between model and service): decide, guidelines, evidence."""
+
+import numpy as np
+
+from models.decision import Thresholds
+from models.predictor import Predictor
+from models.text import Segment
+
+
+class FakeScorer:
+    codes = ["E11.9", "S02.0XX", "E10.9", "0DJD8ZZ"]
+    code_systems = ["ICD-10-CM", "ICD-10-CM", "ICD-10-CM", "ICD-10-PCS"]
+
+    def probs(self, texts):
+        return np.tile(np.array([0.9, 0.8, 0.7, 0.1], dtype=np.float32), (len(texts), 1))
+
+    def evidence(self, text, code_indices):
+        return {i: Segment(0, 5, text[:5]) if i == 0 else None for i in code_indices}
+
+
+def test_predictor_flags_and_filters(catalog) -> None:
+    thresholds = Thresholds(accept=0.6, suggest=0.05, review_band=0.3)
+    served = Predictor(FakeScorer(), catalog, thresholds, "fake", valid_only=True).predict("Diabetes.", top_k=4)
+    assert [c.code for c in served.codes] == ["E11.9", "E10.9", "0DJD8ZZ"]
+    e119, e109, proc = served.codes
+    assert e119.evidence[0].start == 0 and e119.evidence[0].end == 5 and e109.evidence == []
+    assert "excludes1:E10.9" in e119.warnings and "excludes1:E11.9" in e109.warnings
+    assert e119.accepted and not proc.accepted and not served.needs_review  # 0.1 is under the review band
+    assert e119.description == "Type 2 diabetes mellitus without complications"
+    everything = Predictor(FakeScorer(), catalog, thresholds, "fake").predict("Diabetes.", top_k=4)
+    unknown = [c for c in everything.codes if c.code == "S02.0XX"][0]
+    assert not unknown.valid and unknown.warnings == ["not_in_catalogue"]
+    only_pcs = Predictor(FakeScorer(), catalog, thresholds, "fake").predict("x", systems=["ICD-10-PCS"])
+    assert [c.code for c in only_pcs.codes] == ["0DJD8ZZ"] and only_pcs.needs_review  # nothing accepted
