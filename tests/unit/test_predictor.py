@@ -8,8 +8,8 @@ from models.text import Segment
 
 
 class FakeScorer:
-    codes = ["E11.9", "S02.0XX", "E10.9", "0DJD8ZZ"]
-    code_systems = ["ICD-10-CM", "ICD-10-CM", "ICD-10-CM", "ICD-10-PCS"]
+    codes = ("E11.9", "S02.0XX", "E10.9", "0DJD8ZZ")
+    code_systems = ("ICD-10-CM", "ICD-10-CM", "ICD-10-CM", "ICD-10-PCS")
 
     def probs(self, texts):
         return np.tile(np.array([0.9, 0.8, 0.7, 0.1], dtype=np.float32), (len(texts), 1))
@@ -28,7 +28,7 @@ def test_predictor_flags_and_filters(catalog) -> None:
     assert e119.accepted and not proc.accepted and not served.needs_review  # 0.1 is under the review band
     assert e119.description == "Type 2 diabetes mellitus without complications"
     everything = Predictor(FakeScorer(), catalog, thresholds, "fake").predict("Diabetes.", top_k=4)
-    unknown = [c for c in everything.codes if c.code == "S02.0XX"][0]
+    unknown = next(c for c in everything.codes if c.code == "S02.0XX")
     assert not unknown.valid and unknown.warnings == ["not_in_catalogue"]
     only_pcs = Predictor(FakeScorer(), catalog, thresholds, "fake").predict("x", systems=["ICD-10-PCS"])
     assert [c.code for c in only_pcs.codes] == ["0DJD8ZZ"] and only_pcs.needs_review  # nothing accepted
