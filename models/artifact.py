@@ -36,9 +36,10 @@ from models.hybrid import CodeStats, HybridCoder, HybridSettings, code_converter
 from models.linear import LinearCoder
 from models.matcher import CatalogMatcher
 from models.predictor import SYSTEMS, Predictor
+from models.transformer import TransformerCoder
 
 FORMAT_VERSION = 1
-KINDS = ("linear", "matcher", "hybrid")
+KINDS = ("linear", "matcher", "transformer", "hybrid")
 DEFAULT_MODEL_VERSION = "catalog-matcher-default"
 
 
@@ -66,12 +67,17 @@ class ScorerState:
     texts: dict[str, str] = field(default_factory=dict)  # file name -> content (the ranker's text model)
 
 
-def _linear_state(scorer: LinearCoder) -> ScorerState:
-    settings, tensors, parts = scorer.state()
+def _sorted_labels(scorer: Any) -> dict[str, list[str]]:
     labels = _labels_of(scorer)
     for system, codes in labels.items():
         if codes != sorted(codes):
             raise ArtifactError(f"{system} labels are not sorted")
+    return labels
+
+
+def _linear_state(scorer: LinearCoder) -> ScorerState:
+    settings, tensors, parts = scorer.state()
+    labels = _sorted_labels(scorer)
     return ScorerState("linear", settings, [s for s in SYSTEMS if labels[s]], tensors, parts, labels)
 
 
@@ -79,20 +85,27 @@ def _matcher_state(scorer: CatalogMatcher) -> ScorerState:
     return ScorerState("matcher", scorer.settings(), list(dict.fromkeys(scorer.code_systems)))
 
 
+def _transformer_state(scorer: TransformerCoder) -> ScorerState:
+    settings, tensors = scorer.state()
+    labels = _sorted_labels(scorer)
+    return ScorerState("transformer", settings, [s for s in SYSTEMS if labels[s]], tensors, {}, labels)
+
+
 def _hybrid_state(scorer: HybridCoder) -> ScorerState:
-    linear, matcher = scorer.components["linear"], scorer.components["matcher"]
-    lin = _linear_state(linear)
-    return ScorerState(
-        "hybrid",
-        {"hybrid": scorer.settings_dict(), "linear": lin.settings, "matcher": matcher.settings(),
-         "components": list(scorer.components)},
-        list(dict.fromkeys(scorer.code_systems)),
-        {f"linear.{k}": v for k, v in lin.tensors.items()}
-        | ({"calibration.x": scorer.calibrator.x, "calibration.y": scorer.calibrator.y} if scorer.calibrator else {}),
-        {"linear": lin.parts, "stats": asdict(scorer.stats)},
-        lin.labels,
-        {"ranker.txt": scorer.ranker_text},
-    )
+    """Each component's state nested under its name: tensors `<name>.<tensor>`, parts and labels by name."""
+    settings: dict = {"hybrid": scorer.settings_dict(), "components": {}}
+    tensors: dict[str, np.ndarray] = {}
+    parts: dict = {"stats": asdict(scorer.stats), "components": {}, "labels": {}}
+    for name, component in scorer.components.items():
+        sub = scorer_state(component)
+        settings["components"][name] = {"kind": sub.kind, "settings": sub.settings, "systems": sub.systems}
+        tensors |= {f"{name}.{k}": v for k, v in sub.tensors.items()}
+        parts["components"][name] = sub.parts
+        parts["labels"][name] = sub.labels
+    if scorer.calibrator is not None:
+        tensors |= {"calibration.x": scorer.calibrator.x, "calibration.y": scorer.calibrator.y}
+    return ScorerState("hybrid", settings, list(dict.fromkeys(scorer.code_systems)), tensors, parts, None,
+                       {"ranker.txt": scorer.ranker_text})
 
 
 def scorer_state(scorer: Any) -> ScorerState:
@@ -184,76 +197,81 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def _load_labels(root: Path) -> tuple[list[str], list[str]]:
-    labels = _read_json(root / "labels.json")
-    if not isinstance(labels, dict) or set(labels) - set(SYSTEMS):
-        raise ArtifactError(f"{root / 'labels.json'}: expected an object keyed by {list(SYSTEMS)}")
-    codes = [c for s in SYSTEMS for c in labels.get(s, [])]
-    return codes, [s for s in SYSTEMS for _ in labels.get(s, [])]
-
-
-def _load_tensors(root: Path) -> dict[str, np.ndarray]:
+def _read_state(root: Path, config: dict) -> ScorerState:
+    """The stored state of an artifact, each file validated as it is read."""
+    weights = root / "weights.safetensors"
     try:
-        return load_file(str(root / "weights.safetensors"))
+        tensors = load_file(str(weights)) if weights.exists() else {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ArtifactError(f"{root / 'weights.safetensors'}: cannot be read ({exc})") from exc
+        raise ArtifactError(f"{weights}: cannot be read ({exc})") from exc
+    labels = _read_json(root / "labels.json") if (root / "labels.json").exists() else None
+    if labels is not None and (not isinstance(labels, dict) or set(labels) - set(SYSTEMS)):
+        raise ArtifactError(f"{root / 'labels.json'}: expected an object keyed by {list(SYSTEMS)}")
+    parts = _read_json(root / "parts.json") if (root / "parts.json").exists() else {}
+    texts = {p.name: p.read_text(encoding="utf-8") for p in root.glob("*.txt")}
+    return ScorerState(config["kind"], config.get("settings") or {}, config.get("systems") or list(SYSTEMS),
+                       tensors, parts, labels, texts)
 
 
-def _build_linear(root: Path, settings: dict, tensors: dict[str, np.ndarray], parts: dict) -> LinearCoder:
-    codes, code_systems = _load_labels(root)
+def _codes_of(labels: dict[str, list[str]] | None, where: Path) -> tuple[list[str], list[str]]:
+    if not labels:
+        raise ArtifactError(f"{where}: the code vocabulary (labels) is missing")
+    return [c for s in SYSTEMS for c in labels.get(s, [])], [s for s in SYSTEMS for _ in labels.get(s, [])]
+
+
+def _build_linear(state: ScorerState, root: Path, catalog: Catalog) -> LinearCoder:
+    codes, code_systems = _codes_of(state.labels, root / "labels.json")
+    if not state.tensors:
+        raise ArtifactError(f"{root / 'weights.safetensors'}: missing")
     try:
-        return LinearCoder.from_state(settings, tensors, parts, codes, code_systems)
+        return LinearCoder.from_state(state.settings, state.tensors, state.parts, codes, code_systems)
     except ArtifactError as exc:
         raise ArtifactError(f"{root}: {exc}") from exc
 
 
-def _build_matcher(root: Path, catalog: Catalog, systems: list[str], settings: dict) -> CatalogMatcher:
+def _build_matcher(state: ScorerState, root: Path, catalog: Catalog) -> CatalogMatcher:
     try:
-        return CatalogMatcher(catalog, tuple(systems), **settings)
+        return CatalogMatcher(catalog, tuple(state.systems), **state.settings)
     except TypeError as exc:
         raise ArtifactError(f"{root / 'config.json'}: bad matcher settings ({exc})") from exc
 
 
-def _load_linear(root: Path, config: dict, catalog: Catalog) -> LinearCoder:
-    return _build_linear(root, config.get("settings") or {}, _load_tensors(root), _read_json(root / "parts.json"))
-
-
-def _load_matcher(root: Path, config: dict, catalog: Catalog) -> CatalogMatcher:
-    return _build_matcher(root, catalog, config["systems"], config.get("settings") or {})
-
-
-def _load_hybrid(root: Path, config: dict, catalog: Catalog) -> HybridCoder:
-    settings = config.get("settings") or {}
-    parts = _read_json(root / "parts.json")
-    tensors = _load_tensors(root)
+def _build_transformer(state: ScorerState, root: Path, catalog: Catalog) -> TransformerCoder:
+    codes, code_systems = _codes_of(state.labels, root / "labels.json")
     try:
-        linear = _build_linear(
-            root, settings["linear"],
-            {k.removeprefix("linear."): v for k, v in tensors.items() if k.startswith("linear.")}, parts["linear"],
-        )
-        calibrator = (
-            IsotonicCalibrator(tensors["calibration.x"], tensors["calibration.y"])
-            if "calibration.x" in tensors else None
-        )
-        matcher = _build_matcher(root, catalog, list(SYSTEMS), settings["matcher"])
-        hybrid_settings = HybridSettings(**settings["hybrid"])
-        stats = CodeStats(**parts["stats"])
+        return TransformerCoder.from_state(state.settings, state.tensors, codes, code_systems)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{root / 'weights.safetensors'}: {exc}") from exc
+
+
+def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog) -> HybridCoder:
+    try:
+        hybrid_settings = HybridSettings(**state.settings["hybrid"])
+        stats = CodeStats(**state.parts["stats"])
+        components = {}
+        for name, spec in state.settings["components"].items():
+            if spec["kind"] not in _BUILDERS or spec["kind"] == "hybrid":
+                raise ArtifactError(f"{root / 'config.json'}: unknown component kind {spec['kind']!r}")
+            prefix = f"{name}."
+            sub = ScorerState(
+                spec["kind"], spec["settings"], spec["systems"],
+                {k.removeprefix(prefix): v for k, v in state.tensors.items() if k.startswith(prefix)},
+                state.parts["components"].get(name) or {}, state.parts["labels"].get(name),
+            )
+            components[name] = _BUILDERS[spec["kind"]](sub, root, catalog)
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{root}: hybrid settings or parts are incomplete ({exc})") from exc
-    ranker_path = root / "ranker.txt"
-    if not ranker_path.is_file():
-        raise ArtifactError(f"{ranker_path}: missing")
+    calibrator = (
+        IsotonicCalibrator(state.tensors["calibration.x"], state.tensors["calibration.y"])
+        if "calibration.x" in state.tensors else None
+    )
+    if "ranker.txt" not in state.texts:
+        raise ArtifactError(f"{root / 'ranker.txt'}: missing")
     try:
-        return HybridCoder(
-            {"linear": linear, "matcher": matcher},
-            stats,
-            ranker_path.read_text(encoding="utf-8"),
-            hybrid_settings,
-            convert=code_converter(catalog, hybrid_settings.code_form),
-            calibrator=calibrator,
-        )
+        return HybridCoder(components, stats, state.texts["ranker.txt"], hybrid_settings,
+                           convert=code_converter(catalog, hybrid_settings.code_form), calibrator=calibrator)
     except ArtifactError as exc:
-        raise ArtifactError(f"{ranker_path}: {exc}") from exc
+        raise ArtifactError(f"{root / 'ranker.txt'}: {exc}") from exc
 
 
 def load_artifact(directory: str | Path, catalog: Catalog | None = None) -> Predictor:
@@ -268,19 +286,21 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None) -> Pred
     config = read_config(root)
     catalog = catalog or get_catalog()
     thresholds = Thresholds.from_dict(_read_json(root / "thresholds.json"))
-    scorer = _LOADERS[config["kind"]](root, config, catalog)
+    scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog)
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))
 
 
 _STATE_OF: dict[type, Callable[[Any], ScorerState]] = {
     LinearCoder: _linear_state,
     CatalogMatcher: _matcher_state,
+    TransformerCoder: _transformer_state,
     HybridCoder: _hybrid_state,
 }
-_LOADERS: dict[str, Callable[[Path, dict, Catalog], Any]] = {
-    "linear": _load_linear,
-    "matcher": _load_matcher,
-    "hybrid": _load_hybrid,
+_BUILDERS: dict[str, Callable[[ScorerState, Path, Catalog], Any]] = {
+    "linear": _build_linear,
+    "matcher": _build_matcher,
+    "transformer": _build_transformer,
+    "hybrid": _build_hybrid,
 }
 
 

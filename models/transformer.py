@@ -112,6 +112,10 @@ def load_encoder(settings: TransformerSettings):
         encoder = AutoModel.from_pretrained(path)
     except OSError as exc:
         raise ArtifactError(f"cannot load the encoder {settings.encoder!r}: {exc}") from exc
+    if getattr(encoder, "pooler", None) is not None:
+        # The label attention reads every token; a pooler would be dead weight (and unused parameters
+        # stop DDP).
+        encoder.pooler = None
     return tokenizer, encoder
 
 

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-split", help="split or union to train on, e.g. train or train+dev")
     parser.add_argument("--eval-split", help="split to evaluate on after training ('none' to skip)")
     parser.add_argument("--language", choices=["en", "es"], help="CodiEsp text language")
+    parser.add_argument("--checkpoints", help="folder for resumable transformer checkpoints (resumes if present)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -33,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.eval_split is not None:
             data = data.model_copy(update={"eval_split": None if args.eval_split == "none" else args.eval_split})
         config = config.model_copy(update={"data": data})
-        path = train(config, args.output, progress=not args.quiet)
+        path = train(config, args.output, progress=not args.quiet, checkpoint_dir=args.checkpoints)
     except CoderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"artifact written to {path}")
+    if path is not None:
+        print(f"artifact written to {path}")
     return 0
 
 

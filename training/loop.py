@@ -91,7 +91,11 @@ def train_loop(
         The training history (per-epoch loss and validation MAP, best epoch).
     """
     set_seed(settings.seed)
-    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum, mixed_precision=settings.mixed_precision)
+    # Without a GPU, processes started by torchrun / accelerate launch train together on CPUs (gloo).
+    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum, mixed_precision=settings.mixed_precision,
+                              cpu=not torch.cuda.is_available())
+    logger.info("training on %d process(es), %s, device %s", accelerator.num_processes,
+                accelerator.distributed_type.value, accelerator.device)
     encoded = encode_notes(coder.tokenizer, texts, coder.settings)
     dataset = TensorDataset(encoded.input_ids, encoded.attention_mask, torch.from_numpy(targets.astype(np.float32)))
     generator = torch.Generator().manual_seed(settings.seed)

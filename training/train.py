@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
 from datasets import Dataset
 
 from eval.report import evaluate
@@ -20,9 +21,12 @@ from models.hybrid import HybridSettings
 from models.linear import LinearCoder, LinearSettings
 from models.matcher import CatalogMatcher
 from models.predictor import Predictor
-from training.config import HybridModelConfig, LinearModelConfig, TrainConfig
+from models.transformer import TransformerSettings
+from training.config import HybridModelConfig, LinearModelConfig, TrainConfig, TransformerModelConfig
 from training.data import LoadReport, load_data
 from training.hybrid import fit_hybrid
+from training.loop import LoopSettings
+from training.transformer import fit_transformer
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +41,11 @@ def fingerprint(dataset: Dataset) -> dict:
     return {"sha256": digest.hexdigest(), "documents": len(dataset)}
 
 
-def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Path:
-    """Train the recipe and write its artifact.
+def train(
+    config: TrainConfig, output: str | Path, progress: bool = True, checkpoint_dir: str | Path | None = None
+) -> Path | None:
+    """Train the recipe and write its artifact (on the main process of a multi-process run; the others
+    return None). `checkpoint_dir` makes a transformer run resumable.
 
     Raises:
         InputError: when the recipe has no data source or the data cannot be loaded.
@@ -63,7 +70,27 @@ def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Pat
     if isinstance(model, LinearModelConfig):
         settings = LinearSettings(**model.model_dump(exclude={"kind"}))
         scorer = LinearCoder.fit(train_set["text"], targets, settings, progress=progress)
+    elif isinstance(model, TransformerModelConfig):
+        scorer, history = fit_transformer(
+            train_set["text"], targets, catalog, TransformerSettings(**model.architecture()),
+            LoopSettings(**model.loop(config.seed)), val_fraction=model.val_fraction,
+            checkpoint_dir=checkpoint_dir, progress=progress,
+        )
+        oof_report = {"training_history": history}
     elif isinstance(model, HybridModelConfig):
+        extra = {}
+        if model.transformer is not None:
+            transformer_cfg = model.transformer
+
+            def fit_one(texts: list[str], fold_targets: dict) -> object:
+                coder, _ = fit_transformer(
+                    texts, fold_targets, catalog, TransformerSettings(**transformer_cfg.architecture()),
+                    LoopSettings(**transformer_cfg.loop(config.seed)), val_fraction=transformer_cfg.val_fraction,
+                    progress=progress,
+                )
+                return coder
+
+            extra["transformer"] = fit_one
         scorer, thresholds, oof_report = fit_hybrid(
             train_set["text"],
             targets,
@@ -76,9 +103,12 @@ def train(config: TrainConfig, output: str | Path, progress: bool = True) -> Pat
             progress=progress,
             target_precision=config.decision.target_precision,
             decision_top_k=config.decision.top_k,
+            fit_extra=extra,
         )
     else:
         scorer = CatalogMatcher(catalog, **model.model_dump(exclude={"kind"}))
+    if not PartialState().is_main_process:
+        return None
     metrics: dict = {"out_of_fold": oof_report} if oof_report else {}
     if data_cfg.eval_split:
         eval_set = data[data_cfg.eval_split]

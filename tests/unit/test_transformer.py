@@ -1,0 +1,65 @@
+"""The PLM-ICD model: shapes, masking, windows and offsets, evidence (tiny local encoder)."""
+
+import numpy as np
+import torch
+
+from models.transformer import TransformerCoder, TransformerSettings, encode_notes
+
+
+def _coder(tiny_encoder_dir, n_labels: int = 3, **kw) -> TransformerCoder:
+    settings = TransformerSettings(encoder=str(tiny_encoder_dir), window_tokens=16, max_windows=3, **kw)
+    codes = ["E11.9", "I10", "N20.0"][:n_labels]
+    return TransformerCoder.create(settings, codes, ["ICD-10-CM"] * n_labels,
+                                   ["Type 2 diabetes", "Essential hypertension", "Kidney stone"][:n_labels])
+
+
+def test_windows_and_offsets_point_into_the_text(tiny_encoder_dir) -> None:
+    coder = _coder(tiny_encoder_dir)
+    text = "Patient with essential hypertension. " * 6  # longer than one 16-token window
+    short = "Kidney stone."
+    encoded = encode_notes(coder.tokenizer, [text, short], coder.settings)
+    assert encoded.input_ids.shape == (2, 3, 16)
+    assert encoded.attention_mask[0].sum(dim=1).tolist()[:2] == [16, 16]  # the long note fills windows
+    assert encoded.attention_mask[1, 1:].sum() == 0  # the short note has one window, the rest is padding
+    for note, source in ((0, text), (1, short)):
+        for start, end in encoded.offsets[note]:
+            if start >= 0:
+                assert 0 <= start < end <= len(source)
+    starts = [s for s, _ in encoded.offsets[1] if s >= 0]
+    assert short[starts[0] : starts[0] + 6].lower() == "kidney"
+
+
+def test_shapes_and_padding_is_masked(tiny_encoder_dir) -> None:
+    coder = _coder(tiny_encoder_dir)
+    encoded = encode_notes(coder.tokenizer, ["Kidney stone.", "Essential hypertension and diabetes."], coder.settings)
+    coder.model.eval()
+    with torch.no_grad():
+        logits, attention = coder.model(encoded.input_ids, encoded.attention_mask)
+        assert logits.shape == (2, 3) and attention.shape == (2, 3, 3 * 16)
+        mask = encoded.attention_mask.view(2, -1).bool()
+        assert torch.all(attention[:, :, ~mask[0]][0] == 0)  # no attention on padding
+        np.testing.assert_allclose(attention.sum(-1).numpy(), 1.0, rtol=1e-5)
+        # Changing what sits under the padding changes nothing.
+        noisy = encoded.input_ids.clone()
+        noisy[~encoded.attention_mask.bool()] = 1000
+        logits_noisy, _ = coder.model(noisy, encoded.attention_mask)
+    np.testing.assert_allclose(logits.numpy(), logits_noisy.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_description_initialisation_sets_the_queries(tiny_encoder_dir) -> None:
+    with_init = _coder(tiny_encoder_dir)
+    without = _coder(tiny_encoder_dir, init_from_descriptions=False)
+    queries = with_init.model.head.queries.detach()
+    assert torch.allclose(queries.norm(dim=1), torch.full((3,), 4.0), atol=1e-4)
+    assert not torch.allclose(queries, without.model.head.queries.detach())
+    assert torch.equal(with_init.model.head.project.weight.detach(), torch.eye(32))
+
+
+def test_probs_and_evidence(tiny_encoder_dir) -> None:
+    coder = _coder(tiny_encoder_dir)
+    text = "Essential hypertension.\nKidney stone on ultrasound."
+    probs = coder.probs([text, "Diabetes."])
+    assert probs.shape == (2, 3) and np.all((probs > 0) & (probs < 1))
+    spans = coder.evidence(text, [0, 1, 2])
+    for segment in spans.values():
+        assert segment is None or text[segment.start : segment.end] == segment.text
