@@ -1,0 +1,33 @@
+"""Every shipped recipe validates; a typo fails loudly with the file and the field."""
+
+from pathlib import Path
+
+import pytest
+
+from models.errors import InputError
+from training.config import HybridModelConfig, TransformerModelConfig, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_recipes_validate(path: Path) -> None:
+    config = load_config(path)
+    assert config.data.source == "../shared/datasets/codiesp"
+
+
+def test_recommended_recipe_has_three_components() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "hybrid-transformer.yaml")
+    assert isinstance(config.model, HybridModelConfig)
+    assert isinstance(config.model.transformer, TransformerModelConfig)
+    assert config.decision.target_precision == 0.95
+
+
+def test_typo_names_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {kind: linear, ngram_maxx: 2}\n")
+    with pytest.raises(InputError, match=r"bad\.yaml.*ngram_maxx"):
+        load_config(bad)
+    bad.write_text("model: {kind: linear}\nthresholds: {accept: 2}\n")
+    with pytest.raises(InputError, match=r"thresholds\.accept"):
+        load_config(bad)
