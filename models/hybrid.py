@@ -21,6 +21,7 @@ from models.errors import ArtifactError
 from models.text import Segment
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
+TIE_BREAK = 1e-6
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,9 @@ class HybridCoder:
                 continue
             p = self._ranker.predict(features)
             if self.calibrator is not None:
-                p = self.calibrator(p)
+                # Isotonic calibration is flat in steps; the raw score breaks its ties, so that the
+                # ranking stays the ranker's own.
+                p = np.minimum(self.calibrator(p) + TIE_BREAK * p, 1.0)
             for (system, code), value in zip(pairs, p):
                 out[d, self.code_to_idx[(system, code)]] = value
         return out

@@ -65,3 +65,13 @@ def test_tuning_reaches_the_target_or_reviews_everything() -> None:
     impossible = [NoteCandidates(np.array([0.9]), np.array([False]), 1) for _ in range(10)]
     thresholds, stats = tune_thresholds(impossible, target_precision=0.95, top_k=5)
     assert thresholds.accept == 1.0 and stats["skip_rate"] == 0.0
+
+
+def test_hybrid_calibration_keeps_the_ranking() -> None:
+    from models.hybrid import TIE_BREAK
+
+    calibrator = IsotonicCalibrator(np.array([0.0, 0.5, 1.0]), np.array([0.1, 0.1, 0.9]))
+    raw = np.array([0.2, 0.3, 0.8])
+    calibrated = np.minimum(calibrator(raw) + TIE_BREAK * raw, 1.0)
+    assert list(np.argsort(-calibrated)) == list(np.argsort(-raw))  # 0.2 and 0.3 share a plateau
+    assert abs(calibrated[0] - 0.1) < 1e-5
