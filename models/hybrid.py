@@ -45,6 +45,12 @@ def code_converter(catalog, code_form: str):
     return lambda code, system: code
 
 
+def calibrate_keeping_order(calibrator: IsotonicCalibrator, raw: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities whose order is the raw scores' order: isotonic calibration is flat in
+    steps, and the raw score breaks the ties within a step."""
+    return np.minimum(calibrator(raw) + TIE_BREAK * raw, 1.0)
+
+
 def category_of(code: str, system: str) -> str:
     """The group a code belongs to: ICD-10-CM category (3 characters) or PCS root operation + body part."""
     return code[:3] if system == "ICD-10-CM" else code[:4]
@@ -210,9 +216,7 @@ class HybridCoder:
                 continue
             p = self._ranker.predict(features)
             if self.calibrator is not None:
-                # Isotonic calibration is flat in steps; the raw score breaks its ties, so that the
-                # ranking stays the ranker's own.
-                p = np.minimum(self.calibrator(p) + TIE_BREAK * p, 1.0)
+                p = calibrate_keeping_order(self.calibrator, p)
             for (system, code), value in zip(pairs, p):
                 out[d, self.code_to_idx[(system, code)]] = value
         return out
