@@ -135,7 +135,10 @@ class Predictor:
                     billable_alternatives=check.billable_alternatives,
                 )
             )
-        return Prediction(codes=codes, needs_review=decision.needs_review, model_version=self.model_version)
+        # Accepted codes that exclude each other (Excludes1) need a coder to choose.
+        conflict = any(c.accepted and any(w.startswith("excludes1:") for w in c.warnings) for c in codes)
+        return Prediction(codes=codes, needs_review=decision.needs_review or conflict,
+                          model_version=self.model_version)
 
 
 class _ScoreLookup(dict):

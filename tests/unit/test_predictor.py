@@ -25,7 +25,10 @@ def test_predictor_flags_and_filters(catalog) -> None:
     e119, e109, proc = served.codes
     assert e119.evidence[0].start == 0 and e119.evidence[0].end == 5 and e109.evidence == []
     assert "excludes1:E10.9" in e119.warnings and "excludes1:E11.9" in e109.warnings
-    assert e119.accepted and not proc.accepted and not served.needs_review  # 0.1 is under the review band
+    assert e119.accepted and e109.accepted and not proc.accepted
+    assert served.needs_review  # two accepted codes exclude each other
+    alone = Predictor(FakeScorer(), catalog, thresholds, "fake", valid_only=True).predict("x", top_k=1)
+    assert [c.code for c in alone.codes] == ["E11.9"] and not alone.needs_review
     assert e119.description == "Type 2 diabetes mellitus without complications"
     everything = Predictor(FakeScorer(), catalog, thresholds, "fake").predict("Diabetes.", top_k=4)
     unknown = next(c for c in everything.codes if c.code == "S02.0XX")
