@@ -117,7 +117,7 @@ def evaluate(
     result["calibration"] = _calibration(notes)
     result["triage"] = {
         "at_thresholds": triage_stats(notes, predictor.thresholds, top_k),
-        "curve": triage_curve(notes, top_k, review_band=min(predictor.thresholds.review_band, 0.5)),
+        "curve": triage_curve(notes, top_k),
     }
     hybrid_parts = getattr(scorer, "components", None)
     if components and isinstance(hybrid_parts, dict):

@@ -73,11 +73,13 @@ def tune_thresholds(
     return best[0], triage_stats(notes, best[0], top_k)
 
 
-def triage_curve(notes: Sequence[NoteCandidates], top_k: int, review_band: float = 0.05) -> list[dict[str, float]]:
-    """Review rate against precision and recall of the auto-coded notes, over `accept` thresholds."""
+def triage_curve(notes: Sequence[NoteCandidates], top_k: int, band_ratio: float = 0.5) -> list[dict[str, float]]:
+    """Review rate against precision and recall of the auto-coded notes, over `accept` thresholds; a code
+    between `band_ratio * accept` and `accept` sends its note to review, lower codes are not returned."""
     points = []
-    for accept in np.round(np.arange(max(review_band + 0.01, 0.1), 1.0, 0.02), 2):
-        stats = triage_stats(notes, Thresholds(accept=float(accept), suggest=0.0, review_band=review_band), top_k)
+    for accept in np.round(np.arange(0.1, 1.0, 0.02), 2):
+        band = float(accept) * band_ratio
+        stats = triage_stats(notes, Thresholds(accept=float(accept), suggest=band, review_band=band), top_k)
         stats["accept"] = float(accept)
         stats["review_rate"] = 1.0 - stats["skip_rate"]
         points.append(stats)
