@@ -294,7 +294,10 @@ def write_plots(report: dict[str, Any], directory: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     curve = report.get("triage", {}).get("curve") or []
-    points = [p for p in curve if p.get("precision") is not None and not np.isnan(p["precision"])]
+    points = sorted(
+        (p for p in curve if p.get("precision") is not None and not np.isnan(p["precision"])),
+        key=lambda p: p["review_rate"],
+    )
     if points:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([p["review_rate"] for p in points], [p["precision"] for p in points], marker=".", label="precision")
