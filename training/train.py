@@ -71,26 +71,15 @@ def train(
         settings = LinearSettings(**model.model_dump(exclude={"kind"}))
         scorer = LinearCoder.fit(train_set["text"], targets, settings, progress=progress)
     elif isinstance(model, TransformerModelConfig):
-        scorer, history = fit_transformer(
-            train_set["text"], targets, catalog, TransformerSettings(**model.architecture()),
-            LoopSettings(**model.loop(config.seed)), val_fraction=model.val_fraction,
-            checkpoint_dir=checkpoint_dir, progress=progress,
+        scorer, history = _fit_transformer(model, config.seed, catalog, progress, checkpoint_dir)(
+            train_set["text"], targets
         )
         oof_report = {"training_history": history}
     elif isinstance(model, HybridModelConfig):
         extra = {}
         if model.transformer is not None:
-            transformer_cfg = model.transformer
-
-            def fit_one(texts: list[str], fold_targets: dict) -> object:
-                coder, _ = fit_transformer(
-                    texts, fold_targets, catalog, TransformerSettings(**transformer_cfg.architecture()),
-                    LoopSettings(**transformer_cfg.loop(config.seed)), val_fraction=transformer_cfg.val_fraction,
-                    progress=progress,
-                )
-                return coder
-
-            extra["transformer"] = fit_one
+            fit = _fit_transformer(model.transformer, config.seed, catalog, progress, None)
+            extra["transformer"] = lambda texts, fold_targets: fit(texts, fold_targets)[0]
         scorer, thresholds, oof_report = fit_hybrid(
             train_set["text"],
             targets,
@@ -132,6 +121,18 @@ def train(
         data_fingerprint={**fingerprint(train_set), "source": str(data_cfg.source),
                           "split": data_cfg.train_split, "load_report": _report_dict(report)},
     )
+
+
+def _fit_transformer(cfg: TransformerModelConfig, seed: int, catalog, progress: bool, checkpoint_dir):
+    """A function (texts, targets) -> (transformer coder, history) for one recipe."""
+
+    def fit(texts: list[str], targets: dict) -> tuple:
+        return fit_transformer(
+            texts, targets, catalog, TransformerSettings(**cfg.architecture()), LoopSettings(**cfg.loop(seed)),
+            val_fraction=cfg.val_fraction, checkpoint_dir=checkpoint_dir, progress=progress,
+        )
+
+    return fit
 
 
 def _is_codiesp(source: str) -> bool:
