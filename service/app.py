@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from models.artifact import default_predictor, load_artifact, read_config
 from models.errors import ArtifactError, CoderError, InputError
 from models.predictor import Predictor
+from service.routes import router
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger("service")
@@ -126,8 +127,6 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    from service.routes import router
 
     app.include_router(router)
     return app
