@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.catalog import Catalog
-from models.text import Segment, split_sentences, tokenize
+from models.text import RecentResults, Segment, split_sentences, tokenize
 
 # Words that carry no information for matching, and the words of "unspecified" style that a note
 # rarely states: a code named "X, unspecified" is what a note that merely says "X" is coded as.
@@ -210,6 +210,7 @@ class CatalogMatcher:
         self._name_mass = np.asarray(presence @ self.idf).ravel()  # (names,)
         self._name_code = np.asarray(name_code, dtype=np.int64)
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
+        self._recent = RecentResults()
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
@@ -265,11 +266,16 @@ class CatalogMatcher:
     # -- the scorer interface shared with the other coders -------------------------------
     def probs(self, texts: list[str]) -> np.ndarray:
         """Match scores in [0, 1] for each note, (docs, codes). Not calibrated probabilities."""
-        return np.stack([self.match(t).scores for t in texts]) if texts else np.zeros((0, len(self.codes)))
+        if not texts:
+            return np.zeros((0, len(self.codes)))
+        results = [self.match(t) for t in texts]
+        for text, result in zip(texts, results):
+            self._recent.put(text, result)
+        return np.stack([r.scores for r in results])
 
     def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """The sentence that matched each code best."""
-        result = self.match(text)
+        """The sentence that matched each code best (from the scoring of this note when it is recent)."""
+        result = self._recent.get(text) or self.match(text)
         return {i: result.evidence(i) for i in code_indices}
 
     def settings(self) -> dict[str, float]:

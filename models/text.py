@@ -73,3 +73,30 @@ def _append(segments: list[Segment], text: str, start: int, end: int) -> None:
     trail = len(piece.rstrip())
     if trail > lead:
         segments.append(Segment(start + lead, start + trail, piece[lead:trail]))
+
+
+class RecentResults:
+    """A small thread-safe memory of per-note results, so that the evidence step after scoring does not
+    score the same note again. Keys are the note texts; they stay in process memory only."""
+
+    def __init__(self, size: int = 64) -> None:
+        from collections import OrderedDict
+        from threading import Lock
+
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def get(self, text: str) -> object | None:
+        with self._lock:
+            value = self._items.get(text)
+            if value is not None:
+                self._items.move_to_end(text)
+            return value
+
+    def put(self, text: str, value: object) -> None:
+        with self._lock:
+            self._items[text] = value
+            self._items.move_to_end(text)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)

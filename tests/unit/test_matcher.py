@@ -98,3 +98,17 @@ def test_procedures_named_as_notes_name_them(matcher: CatalogMatcher) -> None:
     assert _top_system(matcher, "Abdominal CT showed a mass.", "ICD-10-PCS", 1) == ["BW20"]
     # ECG: measurement of cardiac (electrical activity), 4A02 or one of its codes first.
     assert _top_system(matcher, "The ECG showed sinus rhythm.", "ICD-10-PCS", 1)[0].startswith("4A02")
+
+
+def test_evidence_reuses_the_scoring_of_the_same_note(matcher: CatalogMatcher, monkeypatch) -> None:
+    text = "Renal ultrasound showed a right kidney stone. Essential hypertension."
+    probs = matcher.probs([text])
+    calls = []
+    real_match = CatalogMatcher.match
+    monkeypatch.setattr(CatalogMatcher, "match", lambda self, t: calls.append(t) or real_match(self, t))
+    idx = int(np.argmax(probs[0]))
+    segment = matcher.evidence(text, [idx])[idx]
+    assert calls == []  # no second scoring of the note
+    assert segment is not None and text[segment.start : segment.end] == segment.text
+    matcher.evidence("Another note about fever.", [idx])
+    assert len(calls) == 1  # an unseen note is scored for its evidence

@@ -63,3 +63,13 @@ def test_probs_and_evidence(tiny_encoder_dir) -> None:
     spans = coder.evidence(text, [0, 1, 2])
     for segment in spans.values():
         assert segment is None or text[segment.start : segment.end] == segment.text
+
+
+def test_evidence_after_scoring_matches_a_fresh_computation(tiny_encoder_dir) -> None:
+    coder = _coder(tiny_encoder_dir)
+    text = "Essential hypertension.\nKidney stone on ultrasound."
+    coder.probs([text])
+    cached = coder.evidence(text, [0, 1, 2])
+    coder.forget_recent()
+    fresh = coder.evidence(text, [0, 1, 2])
+    assert cached == fresh
