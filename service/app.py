@@ -2,64 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.artifact import default_predictor, load_artifact, read_config
 from models.errors import ArtifactError, CoderError, InputError
 from models.predictor import Predictor
+from service import db, observability
+from service.audit import AuditLog
+from service.auth import KeyStore
+from service.model_registry import ModelError, ModelRegistry
+from service.review_queue import ReviewError, ReviewQueue
 from service.routes import router
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger("service")
 
+HTTP_CODES = {
+    401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+    422: "invalid_request", 503: "not_ready",
+}
 
-class PredictorHolder:
-    """The one model in service; swapped whole, so a request in flight keeps the model it started with."""
+DESCRIPTION = """Clinical note in, ranked ICD-10-CM and ICD-10-PCS codes out, each with a calibrated
+confidence and the text that supports it. Notes that are not confident enough go to a review queue that
+coders work; every suggestion and decision is audited and can be exported as training data.
 
-    def __init__(self) -> None:
-        self._predictor: Predictor | None = None
-        self.kind = "matcher"
-        self.artifact: str | None = None
-        self.metrics: dict = {}
-        self._lock = threading.Lock()
-
-    @property
-    def ready(self) -> bool:
-        return self._predictor is not None
-
-    def get(self) -> Predictor | None:
-        return self._predictor
-
-    def set(self, predictor: Predictor, kind: str, artifact: str | None, metrics: dict) -> None:
-        with self._lock:
-            self._predictor, self.kind, self.artifact, self.metrics = predictor, kind, artifact, metrics
-
-    def load(self, artifact: str | None, valid_only: bool = True) -> None:
-        """Load the named artifact, or the embedded default; raises ArtifactError naming the file."""
-        started = time.perf_counter()
-        if artifact:
-            predictor = load_artifact(artifact)
-            predictor.valid_only = valid_only
-            config = read_config(artifact)
-            metrics_path = Path(artifact) / "metrics.json"
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-            self.set(predictor, config["kind"], artifact, metrics)
-        else:
-            self.set(default_predictor(), "matcher", None, {})
-        logger.info(
-            "model loaded", extra={"model_version": self._predictor.model_version,  # type: ignore[union-attr]
-                                   "seconds": round(time.perf_counter() - started, 2)}
-        )
+Every endpoint but `/healthz` and `/readyz` needs an API key (`X-API-Key` header, or `Authorization:
+Bearer`). Roles: `ehr` (suggest), `coder` (review queue), `admin` (models, keys, audit; and everything
+else). Errors are `{"error": {"code": ..., "message": ...}}` with a stable code; no error or log line
+ever contains note text."""
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -67,40 +43,61 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
-    """Build the app.
+    """Build the app: database (migrated unless told not to), queue, audit, keys, models, routes.
 
     Args:
         settings: the service settings (default: from the environment).
         predictor: a ready predictor to serve instead of loading one (the test seam).
     """
     settings = settings or get_settings()
-    holder = PredictorHolder()
+    engine = db.make_engine(settings.database_url)
+    if settings.auto_migrate:
+        db.upgrade(engine)
+    sessions = db.make_sessionmaker(engine)
+    registry = ModelRegistry(sessions, settings.models_dir, settings.artifact, settings.valid_codes_only)
+    if predictor is not None:
+        registry.serve(predictor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if predictor is not None:
-            holder.set(predictor, "custom", None, {})
-        else:
-            holder.load(settings.artifact, valid_only=settings.valid_codes_only)
+        if predictor is None:
+            # Loading takes seconds: answer /healthz meanwhile, with /readyz false until it is done.
+            registry.run_sync(settings.model_sync_seconds)
         yield
+        registry.stop()
+        engine.dispose()
 
-    app = FastAPI(
-        title="ICD-10 code suggestion service",
-        version="0.1.0",
-        description="Clinical note in, ranked ICD-10-CM and ICD-10-PCS codes out, each with a confidence "
-        "and the text that supports it.",
-        lifespan=lifespan,
-    )
-    app.state.holder = holder
+    app = FastAPI(title="ICD-10 code suggestion service", version="0.2.0", description=DESCRIPTION,
+                  lifespan=lifespan)
     app.state.settings = settings
+    app.state.engine = engine
+    app.state.registry = registry
+    app.state.queue = ReviewQueue(sessions, lease_seconds=settings.claim_lease_seconds)
+    app.state.audit_log = AuditLog(sessions)
+    app.state.keys = KeyStore(sessions)
     app.dependency_overrides[get_settings] = lambda: settings
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return _error(413, "body_too_large", f"request body over {settings.max_body_bytes} bytes")
-        return await call_next(request)
+    async def observe(request: Request, call_next):
+        request_id = observability.new_request_id(request.headers.get("x-request-id"))
+        token = observability.request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+                response = _error(413, "body_too_large", f"request body over {settings.max_body_bytes} bytes")
+            else:
+                response = await call_next(request)
+            elapsed = time.perf_counter() - started
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            observability.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
+            # Only the route template, never the URL: a query string could carry identifiers.
+            logger.info("request", extra={"method": request.method, "route": route,
+                                          "status": response.status_code, "ms": round(elapsed * 1000, 1)})
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            observability.request_id_var.reset(token)
 
     @app.exception_handler(InputError)
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
@@ -115,6 +112,14 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         logger.error("coder error", extra={"error_type": type(exc).__name__})
         return _error(500, "coder_error", "the coder failed on this request")
 
+    @app.exception_handler(ReviewError)
+    async def review_error(_: Request, exc: ReviewError) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(ModelError)
+    async def model_error(_: Request, exc: ModelError) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc))
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Pydantic's default body echoes the input, which may be note text: report places only.
@@ -125,7 +130,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     app.include_router(router)

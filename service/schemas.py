@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,14 +18,21 @@ class SuggestRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"text": "Type 2 diabetes mellitus without complications. Essential hypertension.", "top_k": 5}]
+            "examples": [{
+                "text": "Type 2 diabetes mellitus without complications. Essential hypertension.",
+                "note_id": "note-1001", "encounter_id": "enc-77", "top_k": 5,
+            }]
         },
     )
 
     text: str = Field(..., min_length=1, description="the note, plain text")
     top_k: int = Field(10, ge=1, le=100, description="most codes to return")
     systems: list[CodeSystem] | None = Field(None, description="restrict to these code systems")
-    note_id: str | None = Field(None, max_length=200, description="the EHR's id of the note, echoed back")
+    note_id: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="the EHR's id of the note, echoed back; posting one note_id again never queues it twice",
+    )
+    encounter_id: str | None = Field(None, min_length=1, max_length=200, description="the EHR's encounter id")
 
 
 class EvidenceSpan(BaseModel):
@@ -57,6 +65,16 @@ class CodeSuggestion(BaseModel):
 class SuggestResponse(BaseModel):
     """Ranked codes for one note."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "note_id": "note-1001",
+        "codes": [{
+            "code": "E11.9", "system": "ICD-10-CM", "description": "Type 2 diabetes mellitus without complications",
+            "confidence": 0.91, "accepted": True, "billable": True, "valid": True, "warnings": [],
+            "billable_alternatives": [], "evidence": [{"start": 0, "end": 46}],
+        }],
+        "needs_review": True, "review_id": "3f2b8c1e-5d7a-4c0e-9a61-2b8f4e6d1c90", "model_version": "matcher-2026",
+    }]})
+
     note_id: str | None = None
     codes: list[CodeSuggestion]
     needs_review: bool
@@ -64,9 +82,12 @@ class SuggestResponse(BaseModel):
     model_version: str
 
     @classmethod
-    def from_prediction(cls, prediction: Prediction, note_id: str | None = None) -> SuggestResponse:
+    def from_prediction(
+        cls, prediction: Prediction, note_id: str | None = None, review_id: str | None = None
+    ) -> SuggestResponse:
         return cls(
             note_id=note_id,
+            review_id=review_id,
             codes=[
                 CodeSuggestion(
                     code=c.code,
@@ -87,14 +108,268 @@ class SuggestResponse(BaseModel):
         )
 
 
+def _examples(*examples: dict) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+_REVIEW_ID = "3f2b8c1e-5d7a-4c0e-9a61-2b8f4e6d1c90"
+_TIME = "2026-11-27T09:30:00Z"
+
+
+class BatchSuggestRequest(BaseModel):
+    """Several notes in one call (coded together, in one model pass)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"notes": [
+        {"text": "Essential hypertension.", "note_id": "note-1"},
+        {"text": "Acute appendicitis; laparoscopic appendectomy performed.", "note_id": "note-2"},
+    ]}]})
+
+    notes: list[SuggestRequest] = Field(..., min_length=1)
+
+
+class BatchSuggestResponse(BaseModel):
+    """One result per note, in the order the notes were sent."""
+
+    model_config = _examples({"results": SuggestResponse.model_config["json_schema_extra"]["examples"]})
+
+    results: list[SuggestResponse]
+
+
 class ModelInfo(BaseModel):
     """The model in service."""
 
+    model_config = _examples({"model_version": "matcher-2026", "kind": "matcher", "name": "default",
+                              "artifact": None, "codes": 152734, "metrics": {}})
+
     model_version: str
     kind: str
+    name: str = Field(..., description="the name an admin activates it by")
     artifact: str | None
     codes: int
     metrics: dict
+
+
+class ModelEntryPublic(BaseModel):
+    """An artifact in the model folder."""
+
+    name: str
+    kind: str
+    active: bool
+    metrics: dict = Field(default_factory=dict, description="the artifact's metrics.json")
+
+
+class DeploymentPublic(BaseModel):
+    model: str
+    model_version: str
+    activated_by: str
+    activated_at: datetime
+
+
+class ModelList(BaseModel):
+    """Every model the service can serve, and the deployment history (newest first)."""
+
+    model_config = _examples({
+        "models": [{"name": "default", "kind": "matcher", "active": False, "metrics": {}},
+                   {"name": "linear-v2", "kind": "linear", "active": True, "metrics": {"diagnoses": {"map": 0.21}}}],
+        "history": [{"model": "linear-v2", "model_version": "linear-3a9f", "activated_by": "admin",
+                     "activated_at": _TIME}],
+    })
+
+    models: list[ModelEntryPublic]
+    history: list[DeploymentPublic]
+
+
+class ReviewSuggestion(BaseModel):
+    """A code the model suggested for a queued note."""
+
+    code: str
+    system: CodeSystem
+    description: str = ""
+    confidence: float
+    accepted: bool
+    billable: bool | None = None
+    valid: bool | None = None
+    warnings: list[str] = Field(default_factory=list)
+    evidence: list[EvidenceSpan] = Field(default_factory=list)
+
+
+class FinalCode(BaseModel):
+    """A code a coder assigns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(..., min_length=1, max_length=10)
+    system: CodeSystem | None = Field(None, description="inferred from the code when left out")
+
+
+_ITEM_EXAMPLE = {
+    "id": _REVIEW_ID, "note_id": "note-1001", "encounter_id": "enc-77", "status": "claimed", "confidence": 0.62,
+    "suggestions": [{"code": "E11.9", "system": "ICD-10-CM", "description": "Type 2 diabetes mellitus without "
+                     "complications", "confidence": 0.62, "accepted": False, "evidence": [{"start": 0, "end": 46}]}],
+    "model_version": "matcher-2026", "thresholds": {"accept": 0.85, "suggest": 0.0, "review_band": 0.2},
+    "created_at": _TIME, "updated_at": _TIME, "claimed_by": "coder-ann", "claim_expires_at": "2026-11-27T09:45:00Z",
+    "resolved_by": None, "resolved_at": None, "final_codes": None, "comment": None,
+}
+
+
+class ReviewItemPublic(BaseModel):
+    """A note in the review queue (without its text; see `ReviewItemDetail`)."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ITEM_EXAMPLE]})
+
+    id: str
+    note_id: str | None
+    encounter_id: str | None
+    status: Literal["open", "claimed", "resolved"]
+    confidence: float = Field(..., validation_alias="priority", description="the note's best code's confidence")
+    suggestions: list[ReviewSuggestion]
+    model_version: str
+    thresholds: dict
+    created_at: datetime
+    updated_at: datetime
+    claimed_by: str | None
+    claim_expires_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    final_codes: list[FinalCode] | None
+    comment: str | None
+
+
+class ReviewItemDetail(ReviewItemPublic):
+    """A queued note with its text, for the coder working it."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={
+        "examples": [{**_ITEM_EXAMPLE, "text": "Type 2 diabetes mellitus without complications."}]})
+
+    text: str
+
+
+class ReviewPage(BaseModel):
+    """A page of the queue."""
+
+    model_config = _examples({"items": [_ITEM_EXAMPLE], "total": 1, "limit": 50, "offset": 0})
+
+    items: list[ReviewItemPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class ResolveRequest(BaseModel):
+    """The coder's final code set for the note (any valid ICD-10-CM / ICD-10-PCS codes)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "codes": [{"code": "E11.9"}, {"code": "I10", "system": "ICD-10-CM"}], "comment": "hypertension documented",
+    }]})
+
+    codes: list[FinalCode] = Field(..., max_length=200)
+    comment: str | None = Field(None, max_length=2000)
+
+
+class ResolveResponse(BaseModel):
+    """The resolved item and what the coder did to the suggestions."""
+
+    model_config = _examples({"item": {**_ITEM_EXAMPLE, "status": "resolved"}, "accepted": ["E11.9"],
+                              "removed": [], "added": ["I10"]})
+
+    item: ReviewItemPublic
+    accepted: list[str] = Field(..., description="suggested codes the coder kept")
+    removed: list[str] = Field(..., description="suggested codes the coder dropped")
+    added: list[str] = Field(..., description="codes the coder added")
+
+
+class AuditEventPublic(BaseModel):
+    """One audit record: who did what, when, with which model and thresholds. Never note text."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": 42, "at": _TIME, "actor": "coder-ann", "role": "coder", "action": "resolve", "review_id": _REVIEW_ID,
+        "note_id": "note-1001", "model_version": "matcher-2026", "thresholds": {"accept": 0.85},
+        "details": {"accepted": ["E11.9"], "removed": [], "added": ["I10"]},
+    }]})
+
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    review_id: str | None
+    note_id: str | None
+    model_version: str | None
+    thresholds: dict | None
+    details: dict
+
+
+class AuditPage(BaseModel):
+    model_config = _examples({"events": [AuditEventPublic.model_config["json_schema_extra"]["examples"][0]],
+                              "limit": 100, "offset": 0})
+
+    events: list[AuditEventPublic]
+    limit: int
+    offset: int
+
+
+class CodeAgreementPublic(BaseModel):
+    code: str
+    suggested: int
+    final: int
+    agreed: int
+    precision: float
+    recall: float
+
+
+class AccuracyReportPublic(BaseModel):
+    """Model-coder agreement over resolved review items."""
+
+    model_config = _examples({
+        "since": "2026-11-01T00:00:00Z", "until": None, "items": 120, "precision": 0.41, "recall": 0.63,
+        "f1": 0.5, "accepted_precision": 0.88,
+        "per_code": [{"code": "I10", "suggested": 50, "final": 48, "agreed": 45, "precision": 0.9, "recall": 0.94}],
+    })
+
+    since: datetime | None
+    until: datetime | None
+    items: int
+    precision: float
+    recall: float
+    f1: float
+    accepted_precision: float = Field(..., description="precision of the codes marked confident enough to assign")
+    per_code: list[CodeAgreementPublic]
+
+
+class KeyCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "epic-prod", "role": "ehr"}]})
+
+    name: str = Field(..., min_length=1, max_length=100)
+    role: Literal["ehr", "coder", "admin"]
+
+
+class KeyPublic(BaseModel):
+    """An API key's metadata (never the key)."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "name": "epic-prod", "role": "ehr", "key_prefix": "icd_Xk3v9a", "created_at": _TIME, "revoked_at": None}]})
+
+    name: str
+    role: str
+    key_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyList(BaseModel):
+    model_config = _examples({"keys": [KeyPublic.model_config["json_schema_extra"]["examples"][0]]})
+
+    keys: list[KeyPublic]
+
+
+class KeyCreated(BaseModel):
+    """The new key: shown this once, stored only hashed."""
+
+    model_config = _examples({"name": "epic-prod", "role": "ehr", "key": "icd_Xk3v9a…"})
+
+    name: str
+    role: str
+    key: str
 
 
 class ErrorBody(BaseModel):
@@ -105,4 +380,13 @@ class ErrorBody(BaseModel):
 class ErrorResponse(BaseModel):
     """Every error: a stable machine-readable code and a message that never contains note text."""
 
+    model_config = _examples({"error": {"code": "review_claimed", "message": "review item … is held by coder-bob"}})
+
     error: ErrorBody
+
+
+class Status(BaseModel):
+    model_config = _examples({"status": "ok"})
+
+    status: str
+    model_version: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,15 +14,30 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CODER_", env_file=".env", extra="ignore")
 
-    artifact: str | None = Field(None, description="artifact directory to serve; unset: the embedded default")
+    artifact: str | None = Field(
+        None, description="artifact directory to serve until an admin activates another; unset: the embedded default"
+    )
+    models_dir: str = Field("artifacts", description="folder whose artifact subfolders an admin can switch between")
+    database_url: str = Field(
+        "sqlite:///data/coder.db",
+        description="SQLAlchemy URL; e.g. postgresql://user@host:5432/db (psycopg 3) in production",
+    )
+    auto_migrate: bool = Field(True, description="run the database migrations at start-up")
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
     max_body_bytes: int = Field(2_000_000, description="larger request bodies are refused with 413")
+    max_batch_notes: int = Field(64, ge=1, description="most notes in one batch request")
     default_top_k: int = 10
     valid_codes_only: bool = Field(
         True, description="return only codes of the ICD-10-CM FY2026 / ICD-10-PCS catalogue (a CodiEsp-trained "
         "model also knows CIE10-2018 codes)"
     )
+    claim_lease_seconds: int = Field(900, ge=1, description="how long a coder holds a claimed review item")
+    queue_order: Literal["priority", "oldest", "newest"] = Field(
+        "priority", description="default review-queue order: priority = least confident first, then oldest"
+    )
+    model_sync_seconds: float = Field(5.0, gt=0, description="how often a worker checks which model to serve")
     log_level: str = "INFO"
 
 
