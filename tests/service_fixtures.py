@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,3 +145,15 @@ def make_service(database_url: str, predictor: Predictor | None, tmp_path: Path,
     keys = {role: store.create(f"{role}-1", role).key for role in ("ehr", "coder", "admin")}
     keys["coder2"] = store.create("coder-2", "coder").key
     return Service(TestClient(app), keys, settings)
+
+
+def wait_ready(client: TestClient, timeout: float = 120.0) -> dict:
+    """Poll /readyz until the model (loading in the background) is ready; its body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == 200:
+            return response.json()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {timeout} s: {response.text}")
+        time.sleep(0.2)

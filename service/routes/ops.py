@@ -12,7 +12,7 @@ from service.schemas import ErrorResponse, Status
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model_exclude_none=True)
 def healthz() -> Status:
     """Liveness: the process answers."""
     return Status(status="ok")

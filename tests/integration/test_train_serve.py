@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from eval.__main__ import main as eval_main
 from models.artifact import load_artifact, save_artifact
 from models.decision import Thresholds
 from models.errors import ArtifactError
-from service.app import create_app
-from service.settings import Settings
+from tests.service_fixtures import keyword_predictor, make_service, wait_ready
 from training.__main__ import main as train_main
 from training.config import load_config
 from training.train import train
@@ -67,9 +65,15 @@ def test_corrupt_weights_are_refused_with_the_file_named(tiny_artifact: Path, tm
         load_artifact(broken)
 
 
-def test_trained_artifact_is_served_through_the_api(tiny_artifact: Path) -> None:
-    with TestClient(create_app(Settings(artifact=str(tiny_artifact)))) as client:
-        assert client.get("/readyz").json()["model_version"] == "tiny-linear"
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db' / 'coder.db'}"
+
+
+def test_trained_artifact_is_served_through_the_api(tiny_artifact: Path, tmp_path: Path) -> None:
+    svc = make_service(_sqlite(tmp_path), None, tmp_path, artifact=str(tiny_artifact))
+    with svc.client as client:
+        client.headers["X-API-Key"] = svc.keys["admin"]
+        assert wait_ready(client)["model_version"] == "tiny-linear"
         text = "Known type 2 diabetes mellitus. Essential hypertension treated with enalapril."
         response = client.post("/v1/codes:suggest", json={"text": text, "top_k": 5, "note_id": "n-1"})
         assert response.status_code == 200
@@ -87,8 +91,11 @@ def test_trained_artifact_is_served_through_the_api(tiny_artifact: Path) -> None
         assert client.get("/v1/model").json()["kind"] == "linear"
 
 
-def test_embedded_default_codes_the_acceptance_example() -> None:
-    with TestClient(create_app(Settings(artifact=None))) as client:
+def test_embedded_default_codes_the_acceptance_example(tmp_path: Path) -> None:
+    svc = make_service(_sqlite(tmp_path), None, tmp_path, artifact=None)
+    with svc.client as client:
+        client.headers["X-API-Key"] = svc.keys["ehr"]
+        wait_ready(client)
         text = "type 2 diabetes mellitus without complications and essential hypertension"
         body = client.post("/v1/codes:suggest", json={"text": text, "top_k": 3}).json()
         top3 = [c["code"] for c in body["codes"]]
@@ -96,9 +103,11 @@ def test_embedded_default_codes_the_acceptance_example() -> None:
         assert body["model_version"] == "catalog-matcher-default"
 
 
-def test_bad_requests_get_json_errors_without_the_note_text() -> None:
+def test_bad_requests_get_json_errors_without_the_note_text(tmp_path: Path, catalog) -> None:
     marker = "ZEBRA-MARKER-4711"
-    with TestClient(create_app(Settings(artifact=None, max_body_bytes=10_000))) as client:
+    svc = make_service(_sqlite(tmp_path), keyword_predictor(catalog), tmp_path, max_body_bytes=10_000)
+    with svc.client as client:
+        client.headers["X-API-Key"] = svc.keys["ehr"]
         cases = [
             ({"text": "   "}, 422, "invalid_input"),
             ({"text": marker, "top_k": 0}, 422, "invalid_request"),
