@@ -152,6 +152,11 @@ class ModelRegistry:
             previous = self._serving.name if self._serving else None
             if self.sessions is not None:
                 with self.sessions.begin() as session:
+                    if previous is not None and self._serving.kind != "custom" and not self.history(limit=1):
+                        # The start-up model becomes the first deployment, so a rollback can return to it.
+                        session.add(ModelDeployment(
+                            artifact=previous, model_version=self._serving.predictor.model_version,
+                            activated_by="startup", activated_at=utcnow()))
                     session.add(ModelDeployment(artifact=name, model_version=serving.predictor.model_version,
                                                 activated_by=principal.name, activated_at=utcnow()))
                     audit.record(session, principal, "model_activate",

@@ -85,6 +85,7 @@ def render_metrics(queue_depth: Callable[[], int]) -> tuple[bytes, str]:
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        record.__dict__.pop("color_message", None)  # uvicorn's terminal-coloured copy of the message
         return True
 
 

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="a recipe, e.g. configs/linear.yaml")
     parser.add_argument("--output", required=True, help="artifact directory to write")
     parser.add_argument("--data", help="CodiEsp folder, MIMIC-IV folder, or .jsonl/.csv file (overrides the recipe)")
+    parser.add_argument("--add-train", action="append", default=[], metavar="PATH",
+                        help="more training notes (.jsonl/.csv, e.g. `python -m service export` output); repeatable")
     parser.add_argument("--train-split", help="split or union to train on, e.g. train or train+dev")
     parser.add_argument("--eval-split", help="split to evaluate on after training ('none' to skip)")
     parser.add_argument("--language", choices=["en", "es"], help="CodiEsp text language")
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             "language": args.language,
         }
         data = config.data.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        if args.add_train:
+            data = data.model_copy(update={"extra_train": [*data.extra_train, *args.add_train]})
         if args.eval_split is not None:
             data = data.model_copy(update={"eval_split": None if args.eval_split == "none" else args.eval_split})
         config = config.model_copy(update={"data": data})

@@ -85,6 +85,9 @@ class DataConfig(_Strict):
     eval_split: str | None = None  # evaluated after training; its report goes into metrics.json
     language: Literal["en", "es"] = "en"
     on_unknown: Literal["keep", "skip", "error"] = "keep"
+    # More training notes added to the train split: .jsonl/.csv files or MIMIC-IV folders, such as the
+    # coder decisions `python -m service export` writes.
+    extra_train: list[str] = Field(default_factory=list)
 
 
 class ThresholdsConfig(_Strict):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from accelerate import PartialState
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from eval.report import evaluate
 from models.artifact import save_artifact
@@ -62,6 +62,10 @@ def train(
     )
     logger.info("data: %s", report.summary())
     train_set = data[data_cfg.train_split]
+    for extra in data_cfg.extra_train:
+        more = load_data(extra, on_unknown=data_cfg.on_unknown, report=report)["train"]
+        train_set = concatenate_datasets([train_set, more.cast(train_set.features)])
+        logger.info("data: %d more training notes from %s", len(more), extra)
     catalog = get_catalog()
     thresholds = Thresholds(**config.thresholds.model_dump())
     targets = {"ICD-10-CM": train_set["diagnoses"], "ICD-10-PCS": train_set["procedures"]}
@@ -119,6 +123,7 @@ def train(
         metrics=metrics,
         training_config=config.model_dump(),
         data_fingerprint={**fingerprint(train_set), "source": str(data_cfg.source),
+                          "extra_train": list(data_cfg.extra_train),
                           "split": data_cfg.train_split, "load_report": _report_dict(report)},
     )
 

@@ -67,18 +67,22 @@ def test_admin_lists_switches_and_rolls_back_models(database_url: str, models_di
     assert by_name["tiny-b"]["metrics"] == {"diagnoses": {"map": 0.5}}
     assert by_name["broken"]["kind"] == "unreadable"
 
-    assert svc.call("POST", "/v1/models:rollback", "admin").status_code == 409
+    assert svc.call("POST", "/v1/models:rollback", "admin").status_code == 409  # nothing to go back to
     switched = svc.call("POST", "/v1/models/tiny-b:activate", "admin")
     assert switched.status_code == 200 and switched.json()["model_version"] == "tiny-b"
     assert svc.call("POST", "/v1/codes:suggest", "ehr", json={"text": TEXT}).json()["model_version"] == "tiny-b"
+    # The start-up model counts as the first deployment: one switch can be rolled back.
+    rolled = svc.call("POST", "/v1/models:rollback", "admin")
+    assert rolled.status_code == 200 and rolled.json()["name"] == "tiny-a"
+    svc.call("POST", "/v1/models/tiny-b:activate", "admin")
     svc.call("POST", "/v1/models/tiny-a:activate", "admin")
     rolled = svc.call("POST", "/v1/models:rollback", "admin")
     assert rolled.status_code == 200 and rolled.json()["name"] == "tiny-b"
     history = svc.call("GET", "/v1/models", "admin").json()["history"]
-    assert [h["model"] for h in history] == ["tiny-b", "tiny-a", "tiny-b"]
-    assert all(h["activated_by"] == "admin-1" for h in history)
+    assert [h["model"] for h in history] == ["tiny-b", "tiny-a", "tiny-b", "tiny-a", "tiny-b", "tiny-a"]
+    assert [h["activated_by"] for h in history] == ["admin-1"] * 5 + ["startup"]
     events = svc.call("GET", "/v1/audit", "admin", params={"action": "model_activate"}).json()["events"]
-    assert [e["details"]["model"] for e in events] == ["tiny-b", "tiny-a", "tiny-b"]
+    assert [e["details"]["model"] for e in events] == ["tiny-b", "tiny-a", "tiny-b", "tiny-a", "tiny-b"]
     assert events[0]["details"]["previous"] == "tiny-a" and events[0]["thresholds"]["accept"] == 0.5
 
 
