@@ -34,8 +34,8 @@ REQUEST_LATENCY = Histogram(
 )
 NOTES_SERVED = Counter("coder_notes_served_total", "Notes coded", ["needs_review"])
 CODES_SUGGESTED = Counter("coder_codes_suggested_total", "Codes returned to callers", ["system", "accepted"])
-MODEL_INFO = Gauge("coder_model_info", "The model in service (value 1)", ["model_version"],
-                   multiprocess_mode="liveall")
+MODEL_INFO = Gauge("coder_model_info", "The model in service (value 1; models served before it, 0)",
+                   ["model_version"], multiprocess_mode="liveall")
 
 
 def new_request_id(given: str | None) -> str:
@@ -45,8 +45,16 @@ def new_request_id(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
+_versions_served: set[str] = set()
+
+
 def set_model_version(version: str) -> None:
-    MODEL_INFO.clear()
+    """Report `version` as the model in service (1) and the versions served before it as 0."""
+    # Not MODEL_INFO.clear(): with several workers it forgets only the in-memory series, so the old
+    # version stays 1 in this worker's multiprocess file (and it warns on stderr, outside the JSON logs).
+    for old in _versions_served - {version}:
+        MODEL_INFO.labels(model_version=old).set(0)
+    _versions_served.add(version)
     MODEL_INFO.labels(model_version=version).set(1)
 
 
@@ -102,3 +110,4 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    logging.captureWarnings(True)  # a library's warning becomes a JSON line too, not bare text on stderr

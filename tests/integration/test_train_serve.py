@@ -163,13 +163,13 @@ def test_training_adds_exported_coder_decisions_to_the_recipe_data(tmp_path: Pat
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(RECIPE % MINI, encoding="utf-8")
     feedback = tmp_path / "feedback.jsonl"
-    rows = [{"id": f"fb-{n}", "text": f"Acute appendicitis without peritonitis, case {n}.",
-             "diagnoses": ["K35.80"], "procedures": [], "review_id": "r", "resolved_by": "ann"} for n in range(3)]
+    rows = [{"id": f"fb-{n}", "text": f"Asthma attack, uncomplicated, case {n}.",
+             "diagnoses": ["J45.901"], "procedures": [], "review_id": "r", "resolved_by": "ann"} for n in range(3)]
     feedback.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert train_main(["--config", str(recipe), "--output", str(tmp_path / "art"), "--eval-split", "none",
                        "--add-train", str(feedback), "--quiet"]) == 0
     labels = json.loads((tmp_path / "art" / "labels.json").read_text())
-    assert "K35.80" in labels["ICD-10-CM"]
+    assert "J45.901" in labels["ICD-10-CM"]
     fingerprint = json.loads((tmp_path / "art" / "data_fingerprint.json").read_text())
     assert fingerprint["extra_train"] == [str(feedback)]
     assert train_main(["--config", str(recipe), "--output", str(tmp_path / "art2"), "--eval-split", "none",
