@@ -1,4 +1,5 @@
-# The API on the embedded default (or an artifact mounted at /models/current with CODER_ARTIFACT).
+# The API on the embedded default; artifacts mounted in /app/artifacts can be activated by an admin.
+# SQLite in /app/data by default; set CODER_DATABASE_URL=postgresql://... for production.
 # Not built on the development machines (no Docker engine there); kept simple on purpose.
 FROM python:3.11-slim
 
@@ -21,7 +22,10 @@ COPY service ./service
 COPY configs ./configs
 RUN pip install . \
  && pip install --no-deps gnuhealth-icd10pcs==5.0.3 \
- && useradd --system --uid 10001 coder
+ && useradd --system --uid 10001 coder \
+ && mkdir -p /app/data /app/artifacts \
+ && chown coder /app/data /app/artifacts
+VOLUME ["/app/data"]
 
 USER coder
 EXPOSE 8000
