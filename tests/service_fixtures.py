@@ -25,6 +25,15 @@ from service.app import create_app
 from service.auth import KeyStore
 from service.settings import Settings
 
+MINI = Path(__file__).resolve().parent / "fixtures" / "codiesp_mini"
+# A linear model trained on the mini CodiEsp fixture in seconds; `%s` is the data source.
+TINY_RECIPE = """
+name: tiny-linear
+model: {kind: linear, min_df: 1, ngram_max: 1, C: 10.0, keep_per_code: 50}
+data: {source: %s, train_split: train+dev, eval_split: dev}
+thresholds: {accept: 0.5, suggest: 0.0, review_band: 0.2}
+"""
+
 POSTGRES_URL = os.environ.get("CODER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -10,17 +10,10 @@ import pytest
 from models.artifact import load_artifact, save_artifact
 from service.app import create_app
 from service.settings import Settings
-from tests.service_fixtures import make_service
+from tests.service_fixtures import MINI, TINY_RECIPE, make_service
 from training.config import load_config
 from training.train import train
 
-MINI = Path(__file__).resolve().parents[1] / "fixtures" / "codiesp_mini"
-RECIPE = """
-name: tiny-a
-model: {kind: linear, min_df: 1, ngram_max: 1, C: 10.0, keep_per_code: 50}
-data: {source: %s, train_split: train+dev, eval_split: dev}
-thresholds: {accept: 0.5, suggest: 0.0, review_band: 0.2}
-"""
 TEXT = "Known type 2 diabetes mellitus. Essential hypertension treated with enalapril."
 
 
@@ -29,7 +22,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder with two trained artifacts (tiny-a, tiny-b) and one broken one."""
     root = tmp_path_factory.mktemp("models")
     recipe = root.parent / "tiny-a.yaml"
-    recipe.write_text(RECIPE % MINI, encoding="utf-8")
+    recipe.write_text(TINY_RECIPE.replace("tiny-linear", "tiny-a") % MINI, encoding="utf-8")
     train(load_config(recipe), root / "tiny-a", progress=False)
     first = load_artifact(root / "tiny-a")
     save_artifact(root / "tiny-b", first.scorer, first.thresholds, model_version="tiny-b",

@@ -12,18 +12,12 @@ from eval.__main__ import main as eval_main
 from models.artifact import load_artifact, save_artifact
 from models.decision import Thresholds
 from models.errors import ArtifactError
-from tests.service_fixtures import keyword_predictor, make_service, wait_ready
+from tests.service_fixtures import MINI, TINY_RECIPE, keyword_predictor, make_service, wait_ready
 from training.__main__ import main as train_main
 from training.config import load_config
 from training.train import train
 
-MINI = Path(__file__).resolve().parents[1] / "fixtures" / "codiesp_mini"
-RECIPE = """
-name: tiny-linear
-model: {kind: linear, min_df: 1, ngram_max: 1, C: 10.0, keep_per_code: 50}
-data: {source: %s, train_split: train+dev, eval_split: dev}
-thresholds: {accept: 0.5, suggest: 0.0, review_band: 0.2}
-"""
+RECIPE = TINY_RECIPE
 
 
 @pytest.fixture(scope="module")
