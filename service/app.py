@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -25,7 +26,7 @@ logger = logging.getLogger("service")
 
 HTTP_CODES = {
     401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-    422: "invalid_request", 503: "not_ready",
+    413: "body_too_large", 422: "invalid_request", 503: "not_ready",
 }
 
 DESCRIPTION = """Clinical note in, ranked ICD-10-CM and ICD-10-PCS codes out, each with a calibrated
@@ -40,6 +41,30 @@ ever contains note text."""
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+class _BodyLimit:
+    """Counts the body as the app reads it: a chunked body has no Content-Length to refuse it by."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise StarletteHTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
@@ -77,6 +102,10 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.state.keys = KeyStore(sessions)
     app.dependency_overrides[get_settings] = lambda: settings
 
+    # Added first, so it sits inside `observe`: an error raised in a receive that `observe` wraps would
+    # reach the route inside an exception group and become a 400.
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+
     @app.middleware("http")
     async def observe(request: Request, call_next):
         request_id = observability.new_request_id(request.headers.get("x-request-id"))
@@ -87,7 +116,16 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
                 response = _error(413, "body_too_large", f"request body over {settings.max_body_bytes} bytes")
             else:
-                response = await call_next(request)
+                try:
+                    response = await call_next(request)
+                except Exception as exc:  # noqa: BLE001 - the last line of defence; see below
+                    # An unexpected error's message (and so a traceback) may quote the note: log only its
+                    # type and where it was raised.
+                    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+                    logger.error("unhandled error", extra={
+                        "error_type": type(exc).__name__,
+                        "where": f"{frame.filename}:{frame.lineno}" if frame else "?"})
+                    response = _error(500, "internal_error", "the service failed on this request")
             elapsed = time.perf_counter() - started
             route = getattr(request.scope.get("route"), "path", "unmatched")
             observability.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)

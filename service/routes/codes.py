@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
 from models.predictor import Prediction, Predictor
@@ -85,7 +85,8 @@ def suggest_batch(
 
 @router.post(
     "/fhir/r4/DocumentReference/$suggest",
-    response_class=JSONResponse,
+    # Response, not JSONResponse: the Bundle is application/fhir+json, while errors stay application/json.
+    response_class=Response,
     responses={**errors(413, 422, 503), 200: {
         "description": "a FHIR R4 Bundle (type collection) of Condition (ICD-10-CM) and Procedure (ICD-10-PCS)",
         "content": {FHIR_JSON: {"example": {"resourceType": "Bundle", "type": "collection", "entry": [{
@@ -109,7 +110,7 @@ def suggest_fhir(
         note = fhir.document_text(document)
     except fhir.FhirError as exc:
         raise HTTPException(422, str(exc)) from exc
-    if note.subject is None:
+    if not note.subject:  # absent, or an empty Reference ({}) that points at no one
         # Checked before coding, so a refused document leaves no audit event and no queue item behind.
         raise HTTPException(422, "DocumentReference.subject: required to build Condition and Procedure resources")
     request = SuggestRequest(text=note.text, note_id=note.note_id, top_k=top_k, systems=system,
