@@ -67,6 +67,7 @@ class CmCatalog:
         # name is a category or subcategory rather than whether it is a block.
         codes = list(dict.fromkeys(c for c in cm.get_all_codes(with_dots=True) if cm.is_category_or_subcategory(c)))
         self._codes: frozenset[str] = frozenset(codes)
+        self.all_codes: list[str] = sorted(self._codes)  # categories, subcategories and billable codes
         self.billable_codes: list[str] = sorted(c for c in codes if cm.is_leaf(c))
         self._billable = frozenset(self.billable_codes)
 
