@@ -390,3 +390,83 @@ class Status(BaseModel):
 
     status: str
     model_version: str | None = None
+
+
+class Me(BaseModel):
+    """Who the key belongs to."""
+
+    model_config = _examples({"name": "coder-ann", "role": "coder"})
+
+    name: str
+    role: str
+
+
+class CodeHitPublic(BaseModel):
+    code: str
+    system: CodeSystem
+    description: str
+    billable: bool
+
+
+class CodeSearchResult(BaseModel):
+    """Codes found by code prefix or description words."""
+
+    model_config = _examples({"query": "diab mell type 2", "hits": [
+        {"code": "E11.9", "system": "ICD-10-CM", "description": "Type 2 diabetes mellitus without complications",
+         "billable": True}]})
+
+    query: str
+    hits: list[CodeHitPublic]
+
+
+class CatalogEntry(BaseModel):
+    """What the catalogue says about a code: description, billability and the tabular list's notes."""
+
+    model_config = _examples({
+        "code": "E11.9", "system": "ICD-10-CM", "description": "Type 2 diabetes mellitus without complications",
+        "billable": True, "inclusion_terms": [], "excludes1": ["type 1 diabetes mellitus (E10.-)"],
+        "excludes2": [], "code_first": [], "use_additional": ["code to identify control using insulin (Z79.4)"],
+        "billable_alternatives": [],
+    })
+
+    code: str
+    system: CodeSystem
+    description: str
+    billable: bool
+    inclusion_terms: list[str]
+    excludes1: list[str]
+    excludes2: list[str]
+    code_first: list[str]
+    use_additional: list[str]
+    billable_alternatives: list[str] = Field(..., description="for a non-billable code, a few billable codes under it")
+
+
+class CodeSetCheckRequest(BaseModel):
+    """A code set a coder is about to resolve with."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"codes": [{"code": "E11.9"}, {"code": "E10.9"}, {"code": "S72.001"}]}]})
+
+    codes: list[FinalCode] = Field(..., max_length=200)
+
+
+class CodeCheckPublic(BaseModel):
+    code: str
+    system: CodeSystem
+    valid: bool
+    billable: bool
+    warnings: list[str] = Field(..., description="not_in_catalogue, not_billable, missing_7th_character, "
+                                "excludes1:<code>")
+
+
+class CodeSetCheck(BaseModel):
+    """The guideline warnings of a code set; `ok` when there is none."""
+
+    model_config = _examples({"ok": False, "codes": [
+        {"code": "E11.9", "system": "ICD-10-CM", "valid": True, "billable": True, "warnings": ["excludes1:E10.9"]},
+        {"code": "E10.9", "system": "ICD-10-CM", "valid": True, "billable": True, "warnings": ["excludes1:E11.9"]},
+        {"code": "S72.001", "system": "ICD-10-CM", "valid": True, "billable": False,
+         "warnings": ["not_billable", "missing_7th_character"]}]})
+
+    ok: bool
+    codes: list[CodeCheckPublic]

@@ -4,10 +4,10 @@ database calls never block the event loop."""
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from service.routes import admin, codes, ops, reviews
+from service.routes import admin, catalog, codes, ops, reviews
 
 router = APIRouter()
-for module in (ops, codes, reviews, admin):
+for module in (ops, codes, reviews, catalog, admin):
     for route in module.router.routes:
         # FastAPI would title-case the function name; the one-line docstring is the summary.
         if isinstance(route, APIRoute) and route.summary is None and route.description:

@@ -22,6 +22,7 @@ from service.schemas import (
     KeyCreateRequest,
     KeyList,
     KeyPublic,
+    Me,
     ModelEntryPublic,
     ModelInfo,
     ModelList,
@@ -69,6 +70,12 @@ def rollback_model(principal: AdminDep, registry: RegistryDep) -> ModelInfo:
     """Serve the model that was active before the current one."""
     registry.rollback(principal)
     return _model_info(registry)
+
+
+@router.get("/v1/me", tags=["keys"], responses=errors())
+def me(principal: AnyRoleDep) -> Me:
+    """The name and role of the calling key."""
+    return Me(name=principal.name, role=principal.role)
 
 
 @router.get("/v1/keys", tags=["keys"], responses=errors())

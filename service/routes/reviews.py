@@ -7,10 +7,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from models.catalog import get_catalog
-from service.deps import CoderDep, QueueDep, SettingsDep
+from service.deps import AuditDep, CoderDep, QueueDep, SettingsDep
 from service.review_queue import Order, check_final_codes
 from service.routes.common import errors
-from service.schemas import ResolveRequest, ResolveResponse, ReviewItemDetail, ReviewItemPublic, ReviewPage
+from service.schemas import (
+    AuditEventPublic,
+    AuditPage,
+    ResolveRequest,
+    ResolveResponse,
+    ReviewItemDetail,
+    ReviewItemPublic,
+    ReviewPage,
+)
 
 router = APIRouter(tags=["review queue"])
 
@@ -55,6 +63,14 @@ def claim_next(principal: CoderDep, queue: QueueDep, settings: SettingsDep) -> R
 def get_review(review_id: str, _: CoderDep, queue: QueueDep) -> ReviewItemDetail:
     """One review item, with the note text."""
     return ReviewItemDetail.model_validate(queue.get(review_id))
+
+
+@router.get("/v1/reviews/{review_id}/history", responses=errors(404))
+def review_history(review_id: str, _: CoderDep, queue: QueueDep, log: AuditDep) -> AuditPage:
+    """The audit trail of one review item, oldest first."""
+    queue.get(review_id)  # 404 for an unknown item
+    events = log.events(review_id=review_id, limit=1000)
+    return AuditPage(events=[AuditEventPublic.model_validate(e) for e in events], limit=1000, offset=0)
 
 
 @router.post("/v1/reviews/{review_id}:claim", responses=errors(404, 409))

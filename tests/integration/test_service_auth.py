@@ -35,6 +35,11 @@ ROLE_NEEDED: dict[Operation, str] = {
     ("POST", "/v1/reviews/{review_id}:claim"): "coder",
     ("POST", "/v1/reviews/{review_id}:release"): "coder",
     ("POST", "/v1/reviews/{review_id}:resolve"): "coder",
+    ("GET", "/v1/reviews/{review_id}/history"): "coder",
+    ("GET", "/v1/catalog/search"): "coder",
+    ("GET", "/v1/catalog/codes/{code}"): "coder",
+    ("POST", "/v1/catalog:check"): "coder",
+    ("GET", "/v1/me"): ANY,
     ("GET", "/v1/reviews:export"): "admin",
     ("GET", "/v1/model"): ANY,
     ("GET", "/v1/models"): "admin",
@@ -56,6 +61,7 @@ FHIR_DOCUMENT = {
 BODIES: dict[Operation, dict] = {
     ("POST", "/v1/codes:suggest"): {"json": {"text": NOTE}},
     ("POST", "/v1/codes:suggestBatch"): {"json": {"notes": [{"text": NOTE}, {"text": "Appendectomy."}]}},
+    ("POST", "/v1/catalog:check"): {"json": {"codes": [{"code": "E11.9"}]}},
     ("POST", "/fhir/r4/DocumentReference/$suggest"): {
         "content": json.dumps(FHIR_DOCUMENT), "headers": {"Content-Type": "application/fhir+json"}},
     ("POST", "/v1/reviews/{review_id}:resolve"): {"json": {"codes": [{"code": "J18.9"}]}},
@@ -103,7 +109,9 @@ def _request(svc: Service, operation: Operation, role: str | None) -> tuple[str,
         KeyStore(svc.client.app.state.queue.sessions).create(name, "ehr")
         path = path.replace("{name}", name)
     # Activating a real model would stop serving the keyword predictor: an unknown name still reaches the route.
-    path = path.replace("{name}", "no-such-model")
+    path = path.replace("{name}", "no-such-model").replace("{code}", "E11.9")
+    if path == "/v1/catalog/search":
+        kwargs["params"] = {"q": "diabetes"}
     if role is not None:
         kwargs.setdefault("headers", {})["X-API-Key"] = svc.keys[role]
     return path, kwargs
