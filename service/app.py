@@ -6,10 +6,12 @@ import logging
 import time
 import traceback
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import ArtifactError, CoderError, InputError
@@ -23,6 +25,7 @@ from service.routes import router
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger("service")
+UI_DIR = Path(__file__).parent / "ui"
 
 HTTP_CODES = {
     401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
@@ -172,4 +175,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     app.include_router(router)
+    # The coder workbench: static files that call the API above with the coder's key (no data in them).
+    app.router.add_route("/ui", lambda _: RedirectResponse("/ui/"), include_in_schema=False)
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app

@@ -7,19 +7,11 @@ background; the keys come from the CLI, run against the same database while the 
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,11 +19,10 @@ import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.server import Server, json_or_none, log_lines, running_server
 from tests.service_fixtures import empty_postgres
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
-READY_TIMEOUT_S = 180.0
 KEYS = {"ehr-1": "ehr", "admin-1": "admin", "coder-1": "coder", "coder-2": "coder"}
 CLAIM_THREADS = ["coder-1", "coder-2"] * 5  # two threads of one coder may race each other too
 
@@ -54,139 +45,14 @@ NOTES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _log_lines(path: Path) -> list[str]:
-    """The complete lines written so far (a line still being written is left for later)."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return [line for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-
-
-def _json_or_none(line: str) -> dict | None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _stop(process: subprocess.Popen) -> int:
-    """SIGTERM to the whole process group, SIGKILL if it lingers; the parent's exit status."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # a worker its parent left behind
-    except ProcessLookupError:
-        pass
-    return process.returncode
-
-
-@dataclass
-class Server:
-    """A `python -m service` process group and what the test needs to talk to it."""
-
-    process: subprocess.Popen
-    base_url: str
-    keys: dict[str, str]
-    stdout: Path
-    stderr: Path
-    tmp: Path
-
-    def headers(self, key_name: str) -> dict[str, str]:
-        return {"X-API-Key": self.keys[key_name]}
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> int:
-        return _stop(self.process)
-
-
-def _environment(tmp: Path, database_url: str, port: int) -> dict[str, str]:
-    # The caller's CODER_* settings must not leak in (a CODER_ARTIFACT would change the model served).
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CODER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        PYTHONUNBUFFERED="1",
-        TMPDIR=str(tmp),  # the server makes its Prometheus multiprocess folder here, where the test finds it
-        CODER_DATABASE_URL=database_url, CODER_WORKERS=str(WORKERS), CODER_HOST="127.0.0.1",
-        CODER_PORT=str(port), CODER_MODELS_DIR=str(tmp / "models"), CODER_LOG_LEVEL="INFO",
-    )
-    return env
-
-
-def _create_keys(tmp: Path, env: dict[str, str]) -> dict[str, str]:
-    """One key per entry of KEYS, each from its own `python -m service keys create`, all at once."""
-    commands = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "service", "keys", "create", "--name", name, "--role", role],
-            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for name, role in KEYS.items()
-    }
-    keys = {}
-    for name, command in commands.items():
-        out, err = command.communicate(timeout=120)
-        assert command.returncode == 0, f"keys create --name {name}: {err}"
-        keys[name] = out.strip()
-    return keys
-
-
-def _wait_ready(server: Server) -> None:
-    """/readyz answers 200 and every worker has logged its model as loaded (/readyz speaks for one worker)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if server.process.poll() is not None:
-            code = server.process.returncode
-            pytest.fail(f"the server exited ({code}) while starting:\n{server.log_tail()}")
-        loaded = sum((_json_or_none(line) or {}).get("message") == "model loaded"
-                     for line in _log_lines(server.stderr))
-        try:
-            ready = httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            ready = False
-        if ready and loaded >= WORKERS:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"not ready after {READY_TIMEOUT_S} s ({loaded} models loaded):\n{server.log_tail()}")
-        time.sleep(0.5)
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """The service with WORKERS workers on a fresh PostgreSQL database, ready, with the keys of KEYS."""
     database_url, drop = empty_postgres()
-    process = None
     try:
-        tmp = tmp_path / "server"
-        tmp.mkdir()
-        port = _free_port()
-        env = _environment(tmp, database_url, port)
-        stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
-        with stdout.open("wb") as out, stderr.open("wb") as err:
-            process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tmp, env=env, stdout=out,
-                                       stderr=err, start_new_session=True)
-        # While the workers load; the CLI migrates too, racing the server's migration (an advisory lock).
-        keys = _create_keys(tmp, env)
-        running = Server(process, f"http://127.0.0.1:{port}", keys, stdout, stderr, tmp)
-        _wait_ready(running)
-        yield running
+        with running_server(tmp_path, database_url, WORKERS, KEYS) as running:
+            yield running
     finally:
-        if process is not None:
-            _stop(process)
         drop()
 
 
@@ -308,9 +174,9 @@ def test_workers_share_one_database_without_losing_or_duplicating(server: Server
 
     # --- logs, after a clean shutdown: every stderr line is JSON, and no output carries note text ----------
     assert server.stop() == 0, server.log_tail()
-    lines = _log_lines(server.stderr)
-    assert [line for line in lines if _json_or_none(line) is None] == [], "stderr lines that are not JSON"
-    suggest_lines = [line for line in lines if _json_or_none(line).get("route") == "/v1/codes:suggest"]
+    lines = log_lines(server.stderr)
+    assert [line for line in lines if json_or_none(line) is None] == [], "stderr lines that are not JSON"
+    suggest_lines = [line for line in lines if json_or_none(line).get("route") == "/v1/codes:suggest"]
     assert len(suggest_lines) == len(posts), "a request line is missing, so the next check would prove little"
     for path in (server.stderr, server.stdout):
         logged = path.read_text(encoding="utf-8").lower()

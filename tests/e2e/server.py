@@ -1,0 +1,155 @@
+"""A real `python -m service` process group for end-to-end tests: start, wait until ready, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def log_lines(path: Path) -> list[str]:
+    """The complete lines written so far (a line still being written is left for later)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [line for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def json_or_none(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _stop(process: subprocess.Popen) -> int:
+    """SIGTERM to the whole process group, SIGKILL if it lingers; the parent's exit status."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # a worker its parent left behind
+    except ProcessLookupError:
+        pass
+    return process.returncode
+
+
+@dataclass
+class Server:
+    """A `python -m service` process group and what the test needs to talk to it."""
+
+    process: subprocess.Popen
+    base_url: str
+    keys: dict[str, str]
+    stdout: Path
+    stderr: Path
+    tmp: Path
+
+    def headers(self, key_name: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[key_name]}
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> int:
+        return _stop(self.process)
+
+
+def _environment(tmp: Path, database_url: str, port: int, workers: int) -> dict[str, str]:
+    # The caller's CODER_* settings must not leak in (a CODER_ARTIFACT would change the model served).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CODER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        PYTHONUNBUFFERED="1",
+        TMPDIR=str(tmp),  # the server makes its Prometheus multiprocess folder here, where the test finds it
+        CODER_DATABASE_URL=database_url, CODER_WORKERS=str(workers), CODER_HOST="127.0.0.1",
+        CODER_PORT=str(port), CODER_MODELS_DIR=str(tmp / "models"), CODER_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+def _create_keys(tmp: Path, env: dict[str, str], keys: dict[str, str]) -> dict[str, str]:
+    """One key per (name, role) of `keys`, each from its own `python -m service keys create`, all at once."""
+    commands = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "service", "keys", "create", "--name", name, "--role", role],
+            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, role in keys.items()
+    }
+    created = {}
+    for name, command in commands.items():
+        out, err = command.communicate(timeout=120)
+        assert command.returncode == 0, f"keys create --name {name}: {err}"
+        created[name] = out.strip()
+    return created
+
+
+def _wait_ready(server: Server, workers: int) -> None:
+    """/readyz answers 200 and every worker has logged its model as loaded (/readyz speaks for one worker)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if server.process.poll() is not None:
+            code = server.process.returncode
+            pytest.fail(f"the server exited ({code}) while starting:\n{server.log_tail()}")
+        loaded = sum((json_or_none(line) or {}).get("message") == "model loaded"
+                     for line in log_lines(server.stderr))
+        try:
+            ready = httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            ready = False
+        if ready and loaded >= workers:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"not ready after {READY_TIMEOUT_S} s ({loaded} models loaded):\n{server.log_tail()}")
+        time.sleep(0.5)
+
+
+@contextmanager
+def running_server(tmp_path: Path, database_url: str, workers: int, keys: dict[str, str]) -> Iterator[Server]:
+    """The service with `workers` workers on `database_url`, ready, with a key per (name, role) of `keys`."""
+    process = None
+    try:
+        tmp = tmp_path / "server"
+        tmp.mkdir()
+        port = _free_port()
+        env = _environment(tmp, database_url, port, workers)
+        stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tmp, env=env, stdout=out,
+                                       stderr=err, start_new_session=True)
+        # While the workers load; the CLI migrates too, racing the server's migration.
+        created = _create_keys(tmp, env, keys)
+        running = Server(process, f"http://127.0.0.1:{port}", created, stdout, stderr, tmp)
+        _wait_ready(running, workers)
+        yield running
+    finally:
+        if process is not None:
+            _stop(process)
