@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.e2e.server import ROOT, Server, running_server
@@ -144,3 +145,36 @@ def test_a_wrong_key_is_refused_and_an_ehr_key_is_not_enough(server: Server, pag
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#status")).to_contain_text("needs a coder key")
     expect(page.locator("#queue")).to_be_hidden()
+
+
+def _accessibility_problems(page: Page) -> list[str]:
+    """axe-core's serious and critical violations (labels, contrast, roles, focus) on the page as it is."""
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_every_view_passes_axe_accessibility_checks(server: Server, page: Page) -> None:
+    response = httpx.post(f"{server.base_url}/v1/codes:suggest", headers=server.headers("ehr-1"),
+                          json={"text": NOTE, "note_id": "axe-check", "top_k": 8}, timeout=60)
+    assert response.json()["needs_review"]
+    page.goto(f"{server.base_url}/ui/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert _accessibility_problems(page) == []
+    page.get_by_label("Your coder API key").fill(server.keys["coder-ann"])
+    page.keyboard.press("Enter")
+    expect(page.locator("#queue-table tbody tr").first).to_be_visible()
+    assert _accessibility_problems(page) == []
+    page.get_by_role("button", name="Claim next").click()
+    expect(page.locator("#note mark").first).to_be_visible()
+    page.locator("#suggestions button.link").first.click()
+    expect(page.locator("#entry dl")).to_be_visible()
+    assert _accessibility_problems(page) == []
+    # Tab order starts at the skip link, then the page's own controls, in reading order.
+    page.keyboard.press("Escape")
+    expect(page.locator("#queue")).to_be_visible()
+    page.locator("body").focus()
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip")).to_be_focused()
