@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from models.artifact import default_predictor, load_artifact
 from models.catalog import Catalog
+from models.code_search import CodeSearch
 from models.predictor import Predictor
 
 _COLD_LOAD = (
@@ -50,6 +51,27 @@ def per_note_ms(predictor, texts: list[str], runs: int) -> list[float]:
     return medians
 
 
+# What coders type into the workbench's search box: code prefixes, words, PCS index terms, one letter.
+SEARCH_QUERIES = ["E11", "e11.9", "K35.8", "0DTJ", "S72.0", "hypertension", "diab mell type 2",
+                  "fract femur", "appendectomy", "resection appendix", "chronic kidney disease stage 3", "a"]
+
+
+def code_search_ms(catalog: Catalog, runs: int) -> tuple[float, list[float], float]:
+    """(index build seconds, per-query milliseconds (median over runs), worst query's median)."""
+    started = time.perf_counter()
+    search = CodeSearch(catalog)
+    build = time.perf_counter() - started
+    per_query = []
+    for query in SEARCH_QUERIES:
+        times = []
+        for _ in range(max(runs, 5)):
+            started = time.perf_counter()
+            search.search(query, limit=15)
+            times.append((time.perf_counter() - started) * 1000)
+        per_query.append(statistics.median(times))
+    return build, per_query, max(per_query)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__)
     parser.add_argument("--notes", default="../shared/datasets/codiesp/dev/text_files_en", help="folder of .txt")
@@ -72,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         builds.append(time.perf_counter() - started)
     rows.append(("matcher build (s)", statistics.median(builds), builds))
     rows.append(("matcher predict (ms/note)", statistics.median(per_note_ms(predictor, texts, args.runs)), None))
+    search_build, per_query, worst = code_search_ms(catalog, args.runs)
+    rows.append(("code search index build (s)", search_build, None))
+    rows.append((f"code search, median of {len(SEARCH_QUERIES)} queries (ms/query)", statistics.median(per_query),
+                 per_query))
+    rows.append(("code search, slowest query (ms/query)", worst, None))
     for name in args.artifact:
         started = time.perf_counter()
         other = load_artifact(name, catalog)
