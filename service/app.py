@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -105,6 +106,10 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.state.keys = KeyStore(sessions)
     app.dependency_overrides[get_settings] = lambda: settings
 
+    if settings.cors_origins:
+        # Closed unless configured: the workbench is served from the same origin and needs no CORS.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-Request-ID"])
     # Added first, so it sits inside `observe`: an error raised in a receive that `observe` wraps would
     # reach the route inside an exception group and become a 400.
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)

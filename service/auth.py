@@ -8,6 +8,7 @@ review queue, `admin` manages models, keys and the audit log and may do everythi
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Literal
@@ -102,10 +103,15 @@ class KeyStore:
 
     def authenticate(self, key: str) -> Principal | None:
         """The principal of an active key, or None."""
-        if not key.startswith(KEY_PREFIX):
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
+        digest = hash_key(key)
+        # Candidates by the key's public prefix, then a constant-time comparison of the hashes.
         with self.sessions() as session:
-            row = session.scalar(
-                select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-            )
-            return Principal(row.name, row.role) if row is not None else None
+            rows = session.scalars(
+                select(ApiKey).where(ApiKey.key_prefix == key[:10], ApiKey.revoked_at.is_(None))
+            ).all()
+        for row in rows:
+            if hmac.compare_digest(row.key_hash, digest):
+                return Principal(row.name, row.role)
+        return None

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         "priority", description="default review-queue order: priority = least confident first, then oldest"
     )
     model_sync_seconds: float = Field(5.0, gt=0, description="how often a worker checks which model to serve")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (JSON list); empty: no cross-origin access",
+    )
     log_level: str = "INFO"
 
 

@@ -10,11 +10,14 @@ import json
 import uuid
 
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from service.app import create_app
 from service.auth import KeyStore, Principal
 from service.db import ApiKey
-from tests.service_fixtures import Service
+from service.settings import Settings
+from tests.service_fixtures import Service, make_service
 
 Operation = tuple[str, str]
 ROLES = ("ehr", "coder", "admin")
@@ -235,3 +238,28 @@ def test_admin_creates_lists_and_revokes_keys(service: Service) -> None:
     assert next(r for r in rows if r.name == "epic-prod").key_hash == key_hash
     audit = service.call("GET", "/v1/audit", "admin", params={"action": "key_create"})
     assert audit.status_code == 200 and key not in audit.text and key_hash not in audit.text
+
+
+def test_cors_is_closed_unless_configured(database_url: str, predictor, tmp_path) -> None:
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "X-API-Key"}
+    closed = make_service(database_url, predictor, tmp_path)
+    with closed.client:
+        response = closed.client.options("/v1/codes:suggest", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+        simple = closed.client.get("/v1/me", headers={**closed.headers("ehr"), "Origin": "https://evil.example"})
+        assert simple.status_code == 200
+        assert "access-control-allow-origin" not in simple.headers
+    settings = Settings(database_url=database_url, models_dir=str(tmp_path), cors_origins=["https://ehr.example"])
+    with TestClient(create_app(settings, predictor=predictor)) as client:
+        allowed = client.options("/v1/codes:suggest", headers={**preflight, "Origin": "https://ehr.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://ehr.example"
+        refused = client.options("/v1/codes:suggest", headers=preflight)
+        assert "access-control-allow-origin" not in refused.headers
+
+
+def test_a_key_with_the_right_prefix_but_wrong_secret_is_refused(service: Service) -> None:
+    real = service.keys["admin"]
+    forged = real[:10] + ("A" if real[10] != "A" else "B") + real[11:]
+    assert service.client.get("/v1/me", headers={"X-API-Key": forged}).status_code == 401
+    assert service.client.get("/v1/me", headers={"X-API-Key": real}).status_code == 200

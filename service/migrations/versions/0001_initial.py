@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("revoked_at", UTCDateTime, nullable=True),
     )
+    op.create_index("ix_api_keys_key_prefix", "api_keys", ["key_prefix"])
     op.create_table(
         "review_items",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -111,4 +112,5 @@ def downgrade() -> None:
     op.drop_index("ix_review_items_encounter_id", "review_items")
     op.drop_index("ix_review_items_queue", "review_items")
     op.drop_table("review_items")
+    op.drop_index("ix_api_keys_key_prefix", "api_keys")
     op.drop_table("api_keys")
