@@ -34,3 +34,25 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory):
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import phi_scan
+
+    phi_scan.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any log line of the whole suite carries a test note's marker."""
+    from tests import phi_scan
+
+    scanner = phi_scan.SCANNER
+    lines = scanner.scan_files()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"PHI log scan: {scanner.records} log records and {lines} server log lines "
+                            f"from {len(scanner.files)} files, {len(scanner.leaks)} leaks")
+        for leak in scanner.leaks[:50]:
+            reporter.write_line(f"  PHI LEAK: {leak}", red=True)
+    if scanner.leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.phi_scan import register_log_file
+
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0
 
@@ -142,6 +144,8 @@ def running_server(tmp_path: Path, database_url: str, workers: int, keys: dict[s
         port = _free_port()
         env = _environment(tmp, database_url, port, workers)
         stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
+        register_log_file(stdout)
+        register_log_file(stderr)
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tmp, env=env, stdout=out,
                                        stderr=err, start_new_session=True)

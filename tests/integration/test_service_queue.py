@@ -10,11 +10,13 @@ from pathlib import Path
 
 from service.auth import Principal
 from service.review_queue import ReviewQueue
+from tests.phi_scan import PHI
 from tests.service_fixtures import Service
 from training.data import load_jsonl
 
-UNSURE = "Type 2 diabetes mellitus. Possible pneumonia on the chest film."
-SURE = "Type 2 diabetes mellitus and essential hypertension."
+# Every note carries the PHI marker: the suite's log scan (tests/phi_scan.py) proves none reaches a log.
+UNSURE = f"Type 2 diabetes mellitus. Possible pneumonia on the chest film. Seen at {PHI} clinic."
+SURE = f"Type 2 diabetes mellitus and essential hypertension. Seen at {PHI} clinic."
 
 
 def _suggest(svc: Service, text: str, note_id: str | None = None, **extra) -> dict:
