@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # its declared dependency (the whole GNU Health server) is not needed to read that data.
 PCS_EXTRA := gnuhealth-icd10pcs==5.0.3
 
-.PHONY: install serve test lint clean
+.PHONY: install serve test lint audit clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ serve: install
 test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Known vulnerabilities of every installed dependency (PyPI's advisory data); fails when one is found.
+audit: install
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 lint: install
 	$(VENV)/bin/ruff check models eval training service tests
