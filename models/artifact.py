@@ -32,6 +32,7 @@ from models.calibration import IsotonicCalibrator
 from models.catalog import Catalog, get_catalog
 from models.decision import Thresholds
 from models.errors import ArtifactError
+from models.fast_encoder import INT8_FILE, RUNTIMES, OnnxEncoder, export_encoder, fast_encoder_file
 from models.hybrid import CodeStats, HybridCoder, HybridSettings, code_converter
 from models.linear import LinearCoder
 from models.matcher import CatalogMatcher
@@ -219,7 +220,7 @@ def _codes_of(labels: dict[str, list[str]] | None, where: Path) -> tuple[list[st
     return [c for s in SYSTEMS for c in labels.get(s, [])], [s for s in SYSTEMS for _ in labels.get(s, [])]
 
 
-def _build_linear(state: ScorerState, root: Path, catalog: Catalog) -> LinearCoder:
+def _build_linear(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -> LinearCoder:
     codes, code_systems = _codes_of(state.labels, root / "labels.json")
     if not state.tensors:
         raise ArtifactError(f"{root / 'weights.safetensors'}: missing")
@@ -229,22 +230,33 @@ def _build_linear(state: ScorerState, root: Path, catalog: Catalog) -> LinearCod
         raise ArtifactError(f"{root}: {exc}") from exc
 
 
-def _build_matcher(state: ScorerState, root: Path, catalog: Catalog) -> CatalogMatcher:
+def _build_matcher(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -> CatalogMatcher:
     try:
         return CatalogMatcher(catalog, tuple(state.systems), **state.settings)
     except TypeError as exc:
         raise ArtifactError(f"{root / 'config.json'}: bad matcher settings ({exc})") from exc
 
 
-def _build_transformer(state: ScorerState, root: Path, catalog: Catalog) -> TransformerCoder:
+def _build_transformer(
+    state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", prefix: str = "", **_: Any
+) -> TransformerCoder:
     codes, code_systems = _codes_of(state.labels, root / "labels.json")
     try:
-        return TransformerCoder.from_state(state.settings, state.tensors, codes, code_systems)
+        coder = TransformerCoder.from_state(state.settings, state.tensors, codes, code_systems)
     except ArtifactError as exc:
         raise ArtifactError(f"{root / 'weights.safetensors'}: {exc}") from exc
+    if runtime in ("onnx", "auto"):
+        path = fast_encoder_file(root, prefix)
+        if path is None and runtime == "auto":
+            return coder
+        if path is None:
+            raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
+                                f"`python -m training.export --artifact {root}` or use the torch runtime")
+        coder.fast_encoder = OnnxEncoder(path)
+    return coder
 
 
-def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog) -> HybridCoder:
+def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", **_: Any) -> HybridCoder:
     try:
         hybrid_settings = HybridSettings(**state.settings["hybrid"])
         stats = CodeStats(**state.parts["stats"])
@@ -258,7 +270,7 @@ def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog) -> HybridCod
                 {k.removeprefix(prefix): v for k, v in state.tensors.items() if k.startswith(prefix)},
                 state.parts["components"].get(name) or {}, state.parts["labels"].get(name),
             )
-            components[name] = _BUILDERS[spec["kind"]](sub, root, catalog)
+            components[name] = _BUILDERS[spec["kind"]](sub, root, catalog, runtime=runtime, prefix=f"{name}.")
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{root}: hybrid settings or parts are incomplete ({exc})") from exc
     calibrator = (
@@ -274,19 +286,26 @@ def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog) -> HybridCod
         raise ArtifactError(f"{root / 'ranker.txt'}: {exc}") from exc
 
 
-def load_artifact(directory: str | Path, catalog: Catalog | None = None) -> Predictor:
+def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime: str = "torch") -> Predictor:
     """Load an artifact directory into a ready Predictor.
+
+    Args:
+        runtime: "torch" (the reference) or "onnx": the transformer's encoder runs from the artifact's
+            exported ONNX file (int8 when there is one; see `models.fast_encoder`); "auto": onnx when the
+            artifact has the file, else torch.
 
     Raises:
         ArtifactError: naming the file that is missing, corrupt or inconsistent.
     """
+    if runtime not in RUNTIMES:
+        raise ArtifactError(f"unknown runtime {runtime!r}; expected one of {RUNTIMES}")
     root = Path(directory)
     if not root.is_dir():
         raise ArtifactError(f"{root}: not a directory")
     config = read_config(root)
     catalog = catalog or get_catalog()
     thresholds = Thresholds.from_dict(_read_json(root / "thresholds.json"))
-    scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog)
+    scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog, runtime=runtime)
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))
 
 
@@ -296,7 +315,7 @@ _STATE_OF: dict[type, Callable[[Any], ScorerState]] = {
     TransformerCoder: _transformer_state,
     HybridCoder: _hybrid_state,
 }
-_BUILDERS: dict[str, Callable[[ScorerState, Path, Catalog], Any]] = {
+_BUILDERS: dict[str, Callable[..., Any]] = {
     "linear": _build_linear,
     "matcher": _build_matcher,
     "transformer": _build_transformer,
@@ -313,3 +332,25 @@ def default_predictor(catalog: Catalog | None = None) -> Predictor:
 # The matcher's scores are coverage-based, not calibrated: a full match of a specific name scores
 # about 0.85-1.0, so only those are accepted without review.
 DEFAULT_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
+
+
+def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any = None) -> list[Path]:
+    """Export the encoder of every transformer in an artifact to ONNX, next to its weights.
+
+    Args:
+        scorer: the artifact's scorer when the caller has it (training does), to skip loading it again.
+
+    Returns the files written (none for an artifact without a transformer).
+
+    Raises:
+        ArtifactError: the artifact does not load, or the export does not match the PyTorch encoder.
+    """
+    root = Path(directory)
+    scorer = scorer if scorer is not None else load_artifact(root).scorer
+    parts = getattr(scorer, "components", None)
+    targets = {f"{name}.": part for name, part in parts.items()} if parts else {"": scorer}
+    written: list[Path] = []
+    for prefix, part in targets.items():
+        if isinstance(part, TransformerCoder):
+            written += export_encoder(part.model.encoder, root, prefix=prefix, quantize=quantize)
+    return written

@@ -172,6 +172,11 @@ class TransformerCoder:
         self.code_systems = code_systems
         self.batch_size = batch_size
         self._recent = RecentResults()  # attention of recently scored notes, for their evidence
+        self.fast_encoder = None  # an OnnxEncoder: the fast path (models.fast_encoder); None: PyTorch
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.fast_encoder is None else "onnx"
 
     @classmethod
     def create(
@@ -195,10 +200,31 @@ class TransformerCoder:
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 sl = slice(start, start + self.batch_size)
-                logits, attention = self.model(encoded.input_ids[sl], encoded.attention_mask[sl])
+                if self.fast_encoder is not None:
+                    logits, argmax = self._fast_forward(encoded.input_ids[sl], encoded.attention_mask[sl])
+                else:
+                    logits, attention = self.model(encoded.input_ids[sl], encoded.attention_mask[sl])
+                    argmax = attention.argmax(dim=-1)
                 logits_out.append(logits.float().numpy())
-                argmax_out.append(attention.argmax(dim=-1).numpy())
+                argmax_out.append(argmax.numpy())
         return np.concatenate(logits_out), np.concatenate(argmax_out), encoded.offsets
+
+    def _fast_forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ONNX encoder over the real tokens only, then the PyTorch head. input_ids, mask (batch, windows,
+        tokens) -> logits (batch, labels), attention argmax as an index into windows * tokens."""
+        batch, windows, tokens = input_ids.shape
+        flat_ids, flat_mask = input_ids.view(batch * windows, tokens), mask.view(batch * windows, tokens)
+        used = flat_mask.any(dim=1)
+        # Trim every window to the longest real window of the batch: padding costs nothing then.
+        width = int(flat_mask.sum(dim=1).max())
+        encoded = torch.from_numpy(self.fast_encoder(flat_ids[used, :width].numpy(), flat_mask[used, :width].numpy()))
+        hidden = torch.zeros(batch * windows, width, encoded.shape[-1], dtype=encoded.dtype)
+        hidden[used] = encoded
+        trimmed_mask = flat_mask[:, :width].reshape(batch, windows * width)
+        logits, attention = self.model.head(hidden.view(batch, windows * width, -1), trimmed_mask)
+        best = attention.argmax(dim=-1)  # (batch, labels) over windows * width
+        return logits, (best // width) * tokens + best % width
+
 
     def probs(self, texts: list[str]) -> np.ndarray:
         """Probabilities after the sigmoid, (notes, codes)."""

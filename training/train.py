@@ -13,7 +13,7 @@ from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
 
 from eval.report import evaluate
-from models.artifact import save_artifact
+from models.artifact import export_fast_path, save_artifact
 from models.catalog import get_catalog
 from models.decision import Thresholds
 from models.errors import InputError
@@ -115,7 +115,7 @@ def train(
             top_k=config.decision.top_k,
         )
         metrics["split"] = data_cfg.eval_split
-    return save_artifact(
+    path = save_artifact(
         output,
         scorer,
         thresholds,
@@ -126,6 +126,10 @@ def train(
                           "extra_train": list(data_cfg.extra_train),
                           "split": data_cfg.train_split, "load_report": _report_dict(report)},
     )
+    # The fast path (ONNX, int8) for the service; the PyTorch weights stay the reference.
+    for written in export_fast_path(path, scorer=scorer):
+        logger.info("fast path: wrote %s", written.name)
+    return path
 
 
 def _fit_transformer(cfg: TransformerModelConfig, seed: int, catalog, progress: bool, checkpoint_dir):

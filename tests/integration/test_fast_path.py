@@ -1,0 +1,64 @@
+"""The transformer's fast path (ONNX Runtime, int8) against the PyTorch reference, through an artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.artifact import export_fast_path, load_artifact, save_artifact
+from models.catalog import Catalog
+from models.decision import Thresholds
+from models.errors import ArtifactError
+from models.fast_encoder import FP32_FILE, INT8_FILE
+from models.transformer import TransformerCoder, TransformerSettings
+from training.export import main as export_main
+
+NOTES = [
+    "Type 2 diabetes mellitus without complications. Essential hypertension treated with enalapril. " * 3,
+    "Acute appendicitis; laparoscopic appendectomy.",
+    "Chest pain. " * 40,  # longer than one window, shorter than three
+]
+
+
+@pytest.fixture
+def artifact(tiny_encoder_dir: Path, catalog: Catalog, tmp_path: Path) -> Path:
+    settings = TransformerSettings(encoder=str(tiny_encoder_dir), window_tokens=32, max_windows=3)
+    codes = ["E11.9", "I10", "K35.80", "R07.9"]
+    coder = TransformerCoder.create(settings, codes, ["ICD-10-CM"] * 4,
+                                    [catalog.describe(c, "ICD-10-CM") for c in codes])
+    return save_artifact(tmp_path / "tiny-transformer", coder, Thresholds(), model_version="tiny-transformer")
+
+
+def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path) -> None:
+    written = export_fast_path(artifact)
+    assert {p.name for p in written} == {FP32_FILE, INT8_FILE}
+    reference = load_artifact(artifact, runtime="torch").scorer
+    assert reference.runtime == "torch"
+    (artifact / INT8_FILE).rename(artifact / "int8.aside")  # the fp32 export first: it must match exactly
+    fast = load_artifact(artifact, runtime="onnx").scorer
+    assert fast.runtime == "onnx" and fast.fast_encoder.path.name == FP32_FILE
+    np.testing.assert_allclose(fast.probs(NOTES), reference.probs(NOTES), atol=1e-4)
+    _, ref_argmax, _ = reference.logits_and_attention(NOTES)
+    _, fast_argmax, _ = fast.logits_and_attention(NOTES)
+    # The trimmed windows map back to the same token of the note (ties aside, which random weights avoid).
+    assert (ref_argmax == fast_argmax).mean() > 0.99
+    for d, text in enumerate(NOTES):
+        assert fast.evidence(text, [0, 1]) == reference.evidence(text, [0, 1])
+    (artifact / "int8.aside").rename(artifact / INT8_FILE)
+    quantized = load_artifact(artifact, runtime="onnx").scorer
+    assert quantized.fast_encoder.path.name == INT8_FILE
+    np.testing.assert_allclose(quantized.probs(NOTES), reference.probs(NOTES), atol=0.05)
+
+
+def test_onnx_without_an_export_or_with_a_bad_file_is_refused(artifact: Path, capsys) -> None:
+    with pytest.raises(ArtifactError, match="no exported encoder"):
+        load_artifact(artifact, runtime="onnx")
+    with pytest.raises(ArtifactError, match="unknown runtime"):
+        load_artifact(artifact, runtime="tensorrt")
+    assert export_main(["--artifact", str(artifact), "--no-quantize"]) == 0
+    assert "encoder.onnx" in capsys.readouterr().out and not (artifact / INT8_FILE).exists()
+    (artifact / FP32_FILE).write_bytes(b"not an onnx graph")
+    with pytest.raises(ArtifactError, match=FP32_FILE):
+        load_artifact(artifact, runtime="onnx")
