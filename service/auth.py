@@ -103,8 +103,8 @@ class KeyStore:
 
     def authenticate(self, key: str) -> Principal | None:
         """The principal of an active key, or None."""
-        if not key.startswith(KEY_PREFIX) or len(key) > 200:
-            return None
+        if not key.startswith(KEY_PREFIX) or len(key) > 200 or not key.isprintable():
+            return None  # not a key we could have made (NUL would even break a PostgreSQL query)
         digest = hash_key(key)
         # Candidates by the key's public prefix, then a constant-time comparison of the hashes.
         with self.sessions() as session:

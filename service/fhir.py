@@ -30,6 +30,9 @@ REVIEW_SYSTEM = "https://icd10-coder.example/fhir/review"
 NOTE_ID_SYSTEM = "https://icd10-coder.example/fhir/note-id"
 
 _MAX_REPORTED_ERRORS = 5
+# Deeper than any real DocumentReference (nested extensions included); a much deeper one would exhaust the
+# stack inside fhir.resources' recursive validation.
+_MAX_DEPTH = 64
 # Readable words for the commonest pydantic error types; any other type is reported as itself.
 _ERROR_WORDS = {
     "missing": "required",
@@ -64,10 +67,13 @@ def document_text(resource: dict) -> NoteDocument:
         else the first identifier's value), and the subject and first encounter references as JSON dicts.
 
     Raises:
-        FhirError: not a valid DocumentReference, no usable attachment, bad base64 or charset, empty text.
+        FhirError: not a valid DocumentReference (or one nested too deeply to validate), no usable attachment,
+            bad base64 or charset, empty text.
     """
     if not isinstance(resource, dict) or resource.get("resourceType") != "DocumentReference":
         raise FhirError("resourceType: expected a DocumentReference")
+    if _nested_deeper_than(resource, _MAX_DEPTH):
+        raise FhirError(f"DocumentReference: objects and arrays nested more than {_MAX_DEPTH} levels deep")
     try:
         document = DocumentReference.model_validate(resource)
     except ValidationError as exc:
@@ -209,6 +215,21 @@ def _code_resource(suggestion: dict, subject: dict, encounter: dict | None, mode
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "encounter-diagnosis"}]}],
         **resource,
     }
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels deep in a parsed JSON value (walked without
+    recursion, since the point is to refuse values too deep to recurse into)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _reference_json(reference: Reference | None) -> dict | None:

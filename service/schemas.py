@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from models.predictor import Prediction
 
 CodeSystem = Literal["ICD-10-CM", "ICD-10-PCS"]
+# A string the service stores or looks up: PostgreSQL text cannot hold NUL (SQLite can), so it is refused at
+# the edge and both databases answer alike, 422, where PostgreSQL alone would fail with a 500. As a pattern, so
+# the OpenAPI document says it too.
+NoNulStr = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+
+
+def _iso_8601(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-11-27T09:30:00Z") from None
+
+
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is in no year the database can store
+        raise ValueError("out of range once converted to UTC") from None
+
+
+# A moment to filter by: ISO 8601 only (pydantic alone would read `since=2026` as 2026 seconds after 1970),
+# with its zone (a naive time would be read in an unknown one; the CLI refuses it too), in UTC, and within the
+# years a database stores.
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_utc)]
 
 
 class SuggestRequest(BaseModel):
@@ -25,14 +59,14 @@ class SuggestRequest(BaseModel):
         },
     )
 
-    text: str = Field(..., min_length=1, description="the note, plain text")
+    text: NoNulStr = Field(..., min_length=1, description="the note, plain text")
     top_k: int = Field(10, ge=1, le=100, description="most codes to return")
     systems: list[CodeSystem] | None = Field(None, description="restrict to these code systems")
-    note_id: str | None = Field(
+    note_id: NoNulStr | None = Field(
         None, min_length=1, max_length=200,
         description="the EHR's id of the note, echoed back; posting one note_id again never queues it twice",
     )
-    encounter_id: str | None = Field(None, min_length=1, max_length=200, description="the EHR's encounter id")
+    encounter_id: NoNulStr | None = Field(None, min_length=1, max_length=200, description="the EHR's encounter id")
 
 
 class EvidenceSpan(BaseModel):
@@ -263,7 +297,7 @@ class ResolveRequest(BaseModel):
     }]})
 
     codes: list[FinalCode] = Field(..., max_length=200)
-    comment: str | None = Field(None, max_length=2000)
+    comment: NoNulStr | None = Field(None, max_length=2000)
 
 
 class ResolveResponse(BaseModel):
@@ -339,7 +373,7 @@ class AccuracyReportPublic(BaseModel):
 class KeyCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "epic-prod", "role": "ehr"}]})
 
-    name: str = Field(..., min_length=1, max_length=100)
+    name: NoNulStr = Field(..., min_length=1, max_length=100)
     role: Literal["ehr", "coder", "admin"]
 
 

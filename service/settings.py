@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         True, description="return only codes of the ICD-10-CM FY2026 / ICD-10-PCS catalogue (a CodiEsp-trained "
         "model also knows CIE10-2018 codes)"
     )
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="the transformer's runtime: onnx (the exported, int8 encoder), torch (the reference), "
+        "auto (onnx when the artifact has the export)",
+    )
+    batch_max_notes: int = Field(16, ge=1, description="most notes of concurrent requests scored in one pass")
+    batch_wait_ms: float = Field(2.0, ge=0, description="how long a note waits for others to share its pass")
     claim_lease_seconds: int = Field(900, ge=1, description="how long a coder holds a claimed review item")
     queue_order: Literal["priority", "oldest", "newest"] = Field(
         "priority", description="default review-queue order: priority = least confident first, then oldest"

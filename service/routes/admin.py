@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -11,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from service.auth import KeyManagementError
 from service.deps import AdminDep, AnyRoleDep, AuditDep, KeysDep, PredictorDep, QueueDep, RegistryDep
 from service.model_registry import ModelRegistry
-from service.routes.common import errors
+from service.routes.common import JsonBodyRoute, Offset, errors
 from service.schemas import (
     AccuracyReportPublic,
     AuditEventPublic,
@@ -26,9 +25,11 @@ from service.schemas import (
     ModelEntryPublic,
     ModelInfo,
     ModelList,
+    NoNulStr,
+    UtcDatetime,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 def _model_info(registry: ModelRegistry) -> ModelInfo:
@@ -95,7 +96,7 @@ def create_key(body: KeyCreateRequest, principal: AdminDep, keys: KeysDep) -> Ke
 
 
 @router.post("/v1/keys/{name}:revoke", tags=["keys"], status_code=204, responses=errors(404))
-def revoke_key(name: str, principal: AdminDep, keys: KeysDep) -> Response:
+def revoke_key(name: NoNulStr, principal: AdminDep, keys: KeysDep) -> Response:
     """Revoke an API key; it is refused from the next request on."""
     try:
         keys.revoke(name, by=principal)
@@ -108,14 +109,14 @@ def revoke_key(name: str, principal: AdminDep, keys: KeysDep) -> Response:
 def audit_events(
     _: AdminDep,
     log: AuditDep,
-    note_id: str | None = None,
-    review_id: str | None = None,
-    actor: Annotated[str | None, Query(description="the API key name of whoever acted")] = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    note_id: NoNulStr | None = None,
+    review_id: NoNulStr | None = None,
+    actor: Annotated[NoNulStr | None, Query(description="the API key name of whoever acted")] = None,
+    action: NoNulStr | None = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AuditPage:
     """Audit events by note, review item, actor, action and period, oldest first."""
     events = log.events(note_id=note_id, review_id=review_id, actor=actor, action=action, since=since,
@@ -125,7 +126,7 @@ def audit_events(
 
 @router.get("/v1/audit/accuracy", tags=["audit"], responses=errors(422))
 def accuracy(
-    _: AdminDep, log: AuditDep, since: datetime | None = None, until: datetime | None = None
+    _: AdminDep, log: AuditDep, since: UtcDatetime | None = None, until: UtcDatetime | None = None
 ) -> AccuracyReportPublic:
     """Agreement between the model's suggestions and coders' final codes, overall and per code."""
     report = log.accuracy(since, until)
@@ -143,8 +144,8 @@ def accuracy(
         '{"id": "note-1001", "text": "…", "diagnoses": ["E11.9", "I10"], "procedures": []}\n')}}}},
     response_class=Response,
 )
-def export(principal: AdminDep, queue: QueueDep, since: datetime | None = None,
-           until: datetime | None = None) -> Response:
+def export(principal: AdminDep, queue: QueueDep, since: UtcDatetime | None = None,
+           until: UtcDatetime | None = None) -> Response:
     """Resolved review items as JSON Lines that `python -m training --data` reads."""
     records = queue.export(principal, since, until)
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

@@ -14,7 +14,7 @@ from models.errors import InputError
 from models.guidelines import check_codes
 from service.deps import CoderDep
 from service.review_queue import check_final_codes
-from service.routes.common import errors
+from service.routes.common import JsonBodyRoute, errors
 from service.schemas import (
     CatalogEntry,
     CodeCheckPublic,
@@ -25,7 +25,7 @@ from service.schemas import (
     CodeSystem,
 )
 
-router = APIRouter(tags=["catalogue"])
+router = APIRouter(tags=["catalogue"], route_class=JsonBodyRoute)
 _search: CodeSearch | None = None
 _search_lock = threading.Lock()
 

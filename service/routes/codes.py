@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from models.predictor import Prediction, Predictor
 from service import fhir, observability
 from service.auth import Principal
 from service.deps import EhrDep, PredictorDep, QueueDep, SettingsDep
 from service.review_queue import ReviewQueue
-from service.routes.common import errors
+from service.routes.common import JsonBodyRoute, errors
 from service.schemas import (
     BatchSuggestRequest,
     BatchSuggestResponse,
@@ -21,7 +22,7 @@ from service.schemas import (
     SuggestResponse,
 )
 
-router = APIRouter(tags=["codes"])
+router = APIRouter(tags=["codes"], route_class=JsonBodyRoute)
 
 FHIR_JSON = "application/fhir+json"
 _DOCUMENT_EXAMPLE = {
@@ -33,6 +34,23 @@ _DOCUMENT_EXAMPLE = {
     "content": [{"attachment": {"contentType": "text/plain; charset=utf-8",
                                 "data": "VHlwZSAyIGRpYWJldGVzIG1lbGxpdHVzIHdpdGhvdXQgY29tcGxpY2F0aW9ucy4="}}],
 }
+
+
+# Where each SuggestRequest field of a FHIR call comes from in the DocumentReference.
+_DOCUMENT_FIELDS = {
+    "text": "DocumentReference.content.attachment.data",
+    "note_id": "DocumentReference.id (or identifier[0].value)",
+    "encounter_id": "DocumentReference.context.encounter[0].reference",
+}
+
+
+def _document_problems(exc: ValidationError) -> str:
+    """The SuggestRequest errors of a FHIR call, by DocumentReference path; places and rules, never values."""
+    problems = []
+    for error in exc.errors(include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        problems.append(f"{_DOCUMENT_FIELDS.get(field, 'DocumentReference')}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def _serve(
@@ -113,8 +131,12 @@ def suggest_fhir(
     if not note.subject:  # absent, or an empty Reference ({}) that points at no one
         # Checked before coding, so a refused document leaves no audit event and no queue item behind.
         raise HTTPException(422, "DocumentReference.subject: required to build Condition and Procedure resources")
-    request = SuggestRequest(text=note.text, note_id=note.note_id, top_k=top_k, systems=system,
-                             encounter_id=(note.encounter or {}).get("reference"))
+    try:
+        request = SuggestRequest(text=note.text, note_id=note.note_id, top_k=top_k, systems=system,
+                                 encounter_id=(note.encounter or {}).get("reference"))
+    except ValidationError as exc:
+        # Valid FHIR can still break a note's limits (a 300-character identifier, a NUL in the text).
+        raise HTTPException(422, _document_problems(exc)) from None
     prediction = predictor.predict(request.text, top_k=top_k, systems=system)
     response = _serve([prediction], [request], predictor, queue, principal)[0]
     try:

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Response
 
 from service import observability
 from service.deps import AdminDep, PredictorDep, QueueDep
-from service.routes.common import errors
+from service.routes.common import JsonBodyRoute, errors
 from service.schemas import ErrorResponse, Status
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=JsonBodyRoute)
 
 
 @router.get("/healthz", response_model_exclude_none=True)

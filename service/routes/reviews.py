@@ -9,10 +9,11 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from models.catalog import get_catalog
 from service.deps import AuditDep, CoderDep, QueueDep, SettingsDep
 from service.review_queue import Order, check_final_codes
-from service.routes.common import errors
+from service.routes.common import JsonBodyRoute, Offset, errors
 from service.schemas import (
     AuditEventPublic,
     AuditPage,
+    NoNulStr,
     ResolveRequest,
     ResolveResponse,
     ReviewItemDetail,
@@ -20,7 +21,7 @@ from service.schemas import (
     ReviewPage,
 )
 
-router = APIRouter(tags=["review queue"])
+router = APIRouter(tags=["review queue"], route_class=JsonBodyRoute)
 
 
 @router.get("/v1/reviews", responses=errors(422))
@@ -30,15 +31,15 @@ def list_reviews(
     settings: SettingsDep,
     status: Annotated[Literal["open", "claimed", "resolved"] | None,
                       Query(description="open includes expired claims")] = None,
-    claimed_by: str | None = None,
-    model_version: str | None = None,
-    encounter_id: str | None = None,
-    note_id: str | None = None,
+    claimed_by: NoNulStr | None = None,
+    model_version: NoNulStr | None = None,
+    encounter_id: NoNulStr | None = None,
+    note_id: NoNulStr | None = None,
     max_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     order: Annotated[Order | None,
                      Query(description="priority (least confident first, then oldest), oldest, newest")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ReviewPage:
     """List review items, filtered and paged, in priority order by default."""
     page = queue.list(
@@ -60,13 +61,13 @@ def claim_next(principal: CoderDep, queue: QueueDep, settings: SettingsDep) -> R
 
 
 @router.get("/v1/reviews/{review_id}", responses=errors(404))
-def get_review(review_id: str, _: CoderDep, queue: QueueDep) -> ReviewItemDetail:
+def get_review(review_id: NoNulStr, _: CoderDep, queue: QueueDep) -> ReviewItemDetail:
     """One review item, with the note text."""
     return ReviewItemDetail.model_validate(queue.get(review_id))
 
 
 @router.get("/v1/reviews/{review_id}/history", responses=errors(404))
-def review_history(review_id: str, _: CoderDep, queue: QueueDep, log: AuditDep) -> AuditPage:
+def review_history(review_id: NoNulStr, _: CoderDep, queue: QueueDep, log: AuditDep) -> AuditPage:
     """The audit trail of one review item, oldest first."""
     queue.get(review_id)  # 404 for an unknown item
     events = log.events(review_id=review_id, limit=1000)
@@ -74,19 +75,19 @@ def review_history(review_id: str, _: CoderDep, queue: QueueDep, log: AuditDep) 
 
 
 @router.post("/v1/reviews/{review_id}:claim", responses=errors(404, 409))
-def claim(review_id: str, principal: CoderDep, queue: QueueDep) -> ReviewItemDetail:
+def claim(review_id: NoNulStr, principal: CoderDep, queue: QueueDep) -> ReviewItemDetail:
     """Claim an item: only this coder may resolve it until the lease ends (claiming again renews it)."""
     return ReviewItemDetail.model_validate(queue.claim(review_id, principal))
 
 
 @router.post("/v1/reviews/{review_id}:release", responses=errors(404, 409))
-def release(review_id: str, principal: CoderDep, queue: QueueDep) -> ReviewItemPublic:
+def release(review_id: NoNulStr, principal: CoderDep, queue: QueueDep) -> ReviewItemPublic:
     """Give a claimed item back to the queue."""
     return ReviewItemPublic.model_validate(queue.release(review_id, principal))
 
 
 @router.post("/v1/reviews/{review_id}:resolve", responses=errors(404, 409, 422))
-def resolve(review_id: str, body: ResolveRequest, principal: CoderDep, queue: QueueDep) -> ResolveResponse:
+def resolve(review_id: NoNulStr, body: ResolveRequest, principal: CoderDep, queue: QueueDep) -> ResolveResponse:
     """Resolve a claimed item with the final code set; says which suggestions were kept, removed, added."""
     if not body.codes and not body.comment:
         raise HTTPException(422, "codes: give at least one code, or a comment saying why there is none")

@@ -214,10 +214,26 @@ async function showItem(item) {
 
 const isFinal = (item, code) => (item.final_codes || []).some((c) => c.code === code);
 
+// Evidence offsets count characters (code points, as Python does); a JavaScript string counts UTF-16 units,
+// two for any character beyond the BMP (an emoji), so an offset is mapped before the text is cut at it.
+function unitOffsets(text) {
+  const units = [0];
+  for (const ch of text) units.push(units[units.length - 1] + ch.length);
+  return (offset) => units[Math.max(0, Math.min(units.length - 1, offset))];
+}
+
+function evidenceText(text, evidence) {
+  const unit = unitOffsets(text);
+  return text.slice(unit(evidence.start), unit(evidence.end));
+}
+
 function renderNote() {
   const text = state.item.text;
+  const unit = unitOffsets(text);
   const spans = [];
-  for (const s of state.item.suggestions) for (const e of s.evidence || []) spans.push({ ...e, code: s.code });
+  for (const s of state.item.suggestions) {
+    for (const e of s.evidence || []) spans.push({ start: unit(e.start), end: unit(e.end), code: s.code });
+  }
   const cuts = new Set([0, text.length]);
   for (const s of spans) {
     cuts.add(Math.max(0, Math.min(text.length, s.start)));
@@ -356,7 +372,7 @@ async function selectCode(code, system) {
     const entry = await api("GET", `/v1/catalog/codes/${encodeURIComponent(code)}?system=${encodeURIComponent(system)}`);
     const list = (title, items) => (items.length ? [el("dt", {}, title), ...items.map((i) => el("dd", {}, i))] : []);
     const suggestion = state.item.suggestions.find((s) => s.code === code);
-    const evidence = (suggestion?.evidence || []).map((e) => `“${state.item.text.slice(e.start, e.end)}”`);
+    const evidence = (suggestion?.evidence || []).map((e) => `“${evidenceText(state.item.text, e)}”`);
     $("#entry").replaceChildren(
       el("h3", { id: "entry-title" }, `${entry.code} · ${entry.system}`),
       el("p", {}, entry.description, " ",
