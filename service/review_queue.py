@@ -166,6 +166,7 @@ class ReviewQueue:
         *,
         status: Status | None = None,
         claimed_by: str | None = None,
+        resolved_by: str | None = None,
         model_version: str | None = None,
         encounter_id: str | None = None,
         note_id: str | None = None,
@@ -183,18 +184,28 @@ class ReviewQueue:
             query = query.where(ReviewItem.status == "claimed", ReviewItem.claim_expires_at >= now)
         elif status == "resolved":
             query = query.where(ReviewItem.status == "resolved")
+        if claimed_by is not None:
+            # The current holder: a lapsed or finished claim holds nothing.
+            query = query.where(ReviewItem.claimed_by == claimed_by, ReviewItem.status == "claimed",
+                                ReviewItem.claim_expires_at >= now)
         for column, value in (
-            (ReviewItem.claimed_by, claimed_by), (ReviewItem.model_version, model_version),
+            (ReviewItem.resolved_by, resolved_by), (ReviewItem.model_version, model_version),
             (ReviewItem.encounter_id, encounter_id), (ReviewItem.note_id, note_id),
         ):
             if value is not None:
                 query = query.where(column == value)
         if max_confidence is not None:
             query = query.where(ReviewItem.priority <= max_confidence)
+        # The total comes with the page, from one statement: a separate count would see other rows than
+        # the page under concurrent claims.
+        counted = query.add_columns(func.count().over().label("total"))
         with self.sessions() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            items = list(session.scalars(query.order_by(*ORDERS[order]).offset(offset).limit(limit)))
-        return Page(items=[_effective(i, now) for i in items], total=total)
+            rows = session.execute(counted.order_by(*ORDERS[order]).offset(offset).limit(limit)).all()
+            if rows:
+                total = rows[0].total
+            else:
+                total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        return Page(items=[_effective(row[0], now) for row in rows], total=total)
 
     def depth(self) -> int:
         """Items waiting for a coder (open, or claimed with an expired lease)."""
@@ -253,7 +264,8 @@ class ReviewQueue:
         """
         condition = ReviewItem.status == "claimed"
         if principal.role != "admin":
-            condition = and_(condition, ReviewItem.claimed_by == principal.name)
+            condition = and_(condition, ReviewItem.claimed_by == principal.name,
+                             ReviewItem.claim_expires_at >= utcnow())
         with self.sessions.begin() as session:
             item = session.get(ReviewItem, review_id)
             done = session.execute(
@@ -282,7 +294,7 @@ class ReviewQueue:
             done = session.execute(
                 update(ReviewItem)
                 .where(ReviewItem.id == review_id, ReviewItem.status == "claimed",
-                       ReviewItem.claimed_by == principal.name)
+                       ReviewItem.claimed_by == principal.name, ReviewItem.claim_expires_at >= now)
                 .values(status="resolved", resolved_by=principal.name, resolved_at=now, final_codes=final,
                         comment=comment, claim_expires_at=None, updated_at=now)
                 .execution_options(synchronize_session=False)
@@ -363,7 +375,8 @@ class ReviewQueue:
             raise ReviewError(409, "review_resolved", f"review item {review_id!r} is already resolved")
         if item.status == "claimed" and item.claimed_by != principal.name:
             raise ReviewError(409, "review_claimed", f"review item {review_id!r} is held by {item.claimed_by}")
-        raise ReviewError(409, "review_not_claimed", f"claim review item {review_id!r} first")
+        raise ReviewError(409, "review_not_claimed",
+                          f"claim review item {review_id!r} first (a claim lapses after its lease)")
 
 
 def _claimable(now: datetime) -> Any:

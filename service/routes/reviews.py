@@ -31,7 +31,8 @@ def list_reviews(
     settings: SettingsDep,
     status: Annotated[Literal["open", "claimed", "resolved"] | None,
                       Query(description="open includes expired claims")] = None,
-    claimed_by: NoNulStr | None = None,
+    claimed_by: Annotated[NoNulStr | None, Query(description="the coder holding the item now")] = None,
+    resolved_by: NoNulStr | None = None,
     model_version: NoNulStr | None = None,
     encounter_id: NoNulStr | None = None,
     note_id: NoNulStr | None = None,
@@ -43,7 +44,7 @@ def list_reviews(
 ) -> ReviewPage:
     """List review items, filtered and paged, in priority order by default."""
     page = queue.list(
-        status=status, claimed_by=claimed_by, model_version=model_version, encounter_id=encounter_id,
+        status=status, claimed_by=claimed_by, resolved_by=resolved_by, model_version=model_version, encounter_id=encounter_id,
         note_id=note_id, max_confidence=max_confidence, order=order or settings.queue_order, limit=limit,
         offset=offset,
     )

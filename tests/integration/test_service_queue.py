@@ -91,6 +91,11 @@ def test_release_returns_the_item_and_a_lapsed_lease_frees_it(service: Service) 
     short.claim(review_id, Principal("coder-1", "coder"))
     assert service.call("POST", f"/v1/reviews/{review_id}:claim", "coder2").status_code == 409
     time.sleep(1.2)
+    # A lapsed claim holds nothing: its old holder must claim again before resolving.
+    late = service.call("POST", f"/v1/reviews/{review_id}:resolve", "coder", json={"codes": [{"code": "J18.9"}]})
+    assert late.status_code == 409 and late.json()["error"]["code"] == "review_not_claimed"
+    held = service.call("GET", "/v1/reviews", "coder", params={"claimed_by": "coder-1"}).json()
+    assert held["total"] == 0
     listed = service.call("GET", "/v1/reviews", "coder", params={"status": "open"}).json()
     assert [i["id"] for i in listed["items"]] == [review_id] and listed["items"][0]["claimed_by"] is None
     taken = service.call("POST", f"/v1/reviews/{review_id}:claim", "coder2")
@@ -115,7 +120,7 @@ def test_queue_lists_least_confident_first_with_filters_and_paging(service: Serv
     claimed = service.call("GET", "/v1/reviews", "coder", params={"status": "claimed"}).json()
     assert [i["note_id"] for i in claimed["items"]] == ["low-a"]
     mine = service.call("GET", "/v1/reviews", "coder", params={"claimed_by": "coder-1"}).json()
-    assert mine["total"] == 1
+    assert mine["total"] == 1 and [i["note_id"] for i in mine["items"]] == ["low-a"]
     nxt = service.call("POST", "/v1/reviews:claimNext", "coder2")
     assert nxt.status_code == 200 and nxt.json()["note_id"] == "low-b"
     bad = service.call("GET", "/v1/reviews", "coder", params={"order": "random"})
