@@ -243,9 +243,9 @@ def _models_loaded(lines: list[str]) -> int:
 
 @contextmanager
 def running_server(database_url: str, workers: int, admin_name: str,
-                   ready_timeout: float = READY_TIMEOUT_S) -> Iterator[ServerProcess]:
+                   ready_timeout: float = READY_TIMEOUT_S, **settings: str) -> Iterator[ServerProcess]:
     """`python -m service` with `workers` workers on `database_url`, every worker's model loaded, and a new
-    admin key; stopped on exit.
+    admin key; stopped on exit. `settings` are more CODER_* settings (artifact="...", runtime="onnx").
 
     Raises:
         StartError: the server exited while starting, was not ready in time, or the key was refused.
@@ -254,7 +254,7 @@ def running_server(database_url: str, workers: int, admin_name: str,
         tmp = Path(folder)
         port = _free_port()
         env = _service_env(database_url, tmp, workers=str(workers), host="127.0.0.1", port=str(port),
-                           models_dir=str(tmp / "models"), log_level="INFO")
+                           **{"models_dir": str(tmp / "models"), "log_level": "INFO", **settings})
         stderr = tmp / "server.err"
         with (tmp / "server.out").open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tmp, env=env, stdout=out,
