@@ -19,7 +19,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from models.artifact import read_config
+from models.artifact import load_artifact, read_config
 from models.errors import ArtifactError
 from service import db
 from service.audit import AuditLog
@@ -38,18 +38,38 @@ def app_from_env():
     return create_app(settings)
 
 
+def _check_model(settings: Settings) -> str | None:
+    """Load the model the workers will start with (as `ModelRegistry.start` chooses it) and drop it: a
+    corrupt artifact stops the service here, with its file named, rather than in every worker's background
+    thread, where the service would run without ever getting ready. Returns the error, or None."""
+    from service.model_registry import ModelError, ModelRegistry
+
+    try:
+        if settings.artifact:
+            read_config(settings.artifact)  # a wrong path fails even when the database names another model
+        engine = db.make_engine(settings.database_url)
+        try:
+            registry = ModelRegistry(db.make_sessionmaker(engine), settings.models_dir, settings.artifact)
+            entry = registry.entry(registry.startup_name())
+        finally:
+            engine.dispose()
+        if entry.path is not None:  # the embedded default has no files to check
+            load_artifact(entry.path)
+    except (ArtifactError, ModelError) as exc:
+        return str(exc)
+    return None
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    if settings.artifact:
-        try:
-            read_config(settings.artifact)  # fail now, not in a background thread, on a wrong path
-        except ArtifactError as exc:
-            print(f"error: cannot load the model: {exc}", file=sys.stderr)
-            return 2
     if settings.auto_migrate:
         db.upgrade(db.make_engine(settings.database_url))
         os.environ["CODER_AUTO_MIGRATE"] = "false"  # the workers find the schema ready
+    problem = _check_model(settings)
+    if problem is not None:
+        print(f"error: cannot load the model: {problem}", file=sys.stderr)
+        return 2
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coder-metrics-")
     uvicorn.run("service.__main__:app_from_env", factory=True, host=settings.host, port=settings.port,

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import ArtifactError, CoderError, InputError
@@ -27,6 +28,7 @@ from service.settings import Settings, get_settings
 
 logger = logging.getLogger("service")
 UI_DIR = Path(__file__).parent / "ui"
+RETRY_AFTER_S = 5  # told to clients while the database is down, busy, full or read-only
 
 HTTP_CODES = {
     401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
@@ -45,6 +47,15 @@ ever contains note text."""
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _unexpected(exc: BaseException) -> JSONResponse:
+    """A 500 for an error nobody foresaw. Its message (and so a traceback) may quote the note: log only
+    its type and where it was raised."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    logger.error("unhandled error", extra={
+        "error_type": type(exc).__name__, "where": f"{frame.filename}:{frame.lineno}" if frame else "?"})
+    return _error(500, "internal_error", "the service failed on this request")
 
 
 class _BodyLimit:
@@ -126,14 +137,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             else:
                 try:
                     response = await call_next(request)
-                except Exception as exc:  # noqa: BLE001 - the last line of defence; see below
-                    # An unexpected error's message (and so a traceback) may quote the note: log only its
-                    # type and where it was raised.
-                    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-                    logger.error("unhandled error", extra={
-                        "error_type": type(exc).__name__,
-                        "where": f"{frame.filename}:{frame.lineno}" if frame else "?"})
-                    response = _error(500, "internal_error", "the service failed on this request")
+                except Exception as exc:  # noqa: BLE001 - the last line of defence
+                    response = _unexpected(exc)
             elapsed = time.perf_counter() - started
             route = getattr(request.scope.get("route"), "path", "unmatched")
             observability.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
@@ -165,6 +170,19 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     @app.exception_handler(ModelError)
     async def model_error(_: Request, exc: ModelError) -> JSONResponse:
         return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # Every database call of every route and dependency (the API key check too) ends here, so an
+        # outage is one answer everywhere: 503 and Retry-After, never a 500 or a 401.
+        outage = db.outage(exc)
+        if outage is None:
+            return _unexpected(exc)
+        cause = getattr(exc, "orig", None) or exc
+        logger.warning("database unavailable",
+                       extra={"error_code": outage.code, "error_type": type(cause).__name__})
+        return _error(503, outage.code, f"{outage.reason}; retry later",
+                      headers={"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,7 +6,9 @@ production path. The schema is only ever created by the migrations in `service/m
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,16 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import JSON, DateTime, Engine, Float, Index, Integer, String, Text, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A request that needs PostgreSQL while it is down fails within seconds instead of waiting on it: libpq's
+# connect timeout (2 s is its least), and how long a request waits for a free connection of the pool.
+CONNECT_TIMEOUT_S = 2
+POOL_TIMEOUT_S = 5
 
 
 def utcnow() -> datetime:
@@ -142,7 +149,59 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    # pre_ping: a connection the server dropped (a restart) is replaced at checkout, so the service
+    # recovers by itself once the database is back.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A database fault that should pass: `code` is the stable error code, `reason` is safe to show."""
+
+    code: str
+    reason: str
+
+
+# SQLite primary result codes (an extended code carries one in its low byte).
+_SQLITE_STORAGE = {
+    sqlite3.SQLITE_FULL: "the database's disk is full",
+    sqlite3.SQLITE_READONLY: "the database is read-only",
+    sqlite3.SQLITE_IOERR: "the database's storage failed to read or write",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+    sqlite3.SQLITE_PERM: "the database file may not be written",
+}
+_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def outage(exc: BaseException) -> Outage | None:
+    """The outage `exc` reports: the database is unreachable, restarting, busy, full or read-only; None
+    for any other error (a bug, a constraint), which a retry would not cure.
+
+    A reason never quotes the driver's message: SQLAlchemy's carries the statement and its parameters,
+    which may be note text.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):
+        return Outage("database_unavailable", f"no database connection came free within {POOL_TIMEOUT_S} s")
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    if isinstance(exc.orig, sqlite3.Error):
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if code is None:
+            return None
+        if code & 0xFF in _SQLITE_BUSY:
+            return Outage("database_unavailable", "the database is busy")
+        if code & 0xFF in _SQLITE_STORAGE:
+            return Outage("storage_unavailable", _SQLITE_STORAGE[code & 0xFF])
+        return None
+    # PostgreSQL: a refused or dropped connection, a server shutting down, a statement cancelled by the
+    # server; all say OperationalError (or InterfaceError for a connection already closed).
+    if exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return Outage("database_unavailable", "the database is unavailable")
+    return None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

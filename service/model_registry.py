@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from models.artifact import default_predictor, load_artifact, read_config
@@ -124,11 +125,17 @@ class ModelRegistry:
         """Serve a ready predictor (the test seam, and the way to embed the service)."""
         self._swap(Serving(name, "custom", None, {}, predictor))
 
-    def start(self) -> None:
-        """Load the model the database names, else the startup artifact, else the embedded default."""
+    def startup_name(self) -> str:
+        """The model `start` loads: the database's latest deployment, else the startup artifact, else the
+        embedded default."""
         name = self._deployed_name()
         if name is None:
             name = self.startup_artifact.name if self.startup_artifact else DEFAULT
+        return name
+
+    def start(self) -> None:
+        """Load the model the database names, else the startup artifact, else the embedded default."""
+        name = self.startup_name()
         try:
             with self._lock:
                 self._swap(self._load(self.entry(name)))
@@ -203,19 +210,33 @@ class ModelRegistry:
 
         def loop() -> None:
             if self._serving is None:
-                try:
-                    self.start()
-                except (ArtifactError, ModelError):
-                    pass  # logged; readiness stays false, and sync retries below
+                self._start_or_defer()
             while not self._stop.wait(every_seconds):
+                if self._serving is None and self.load_error is None:
+                    self._start_or_defer()  # the database was down at start-up
+                    continue
                 try:
                     self.sync()
+                except SQLAlchemyError as exc:
+                    logger.warning("model sync skipped: database unavailable",
+                                   extra={"error_type": type(exc).__name__})
                 except Exception:
                     logger.exception("model sync error")
 
         thread = threading.Thread(target=loop, name="model-sync", daemon=True)
         thread.start()
         return thread
+
+    def _start_or_defer(self) -> None:
+        """`start`; a worker started while the database is down (uvicorn replaces a dead worker at any
+        time) tries again on the next tick instead of staying without a model for good."""
+        try:
+            self.start()
+        except (ArtifactError, ModelError):
+            pass  # logged, and `load_error` set; readiness stays false, and sync follows new deployments
+        except SQLAlchemyError as exc:
+            logger.warning("model load deferred: database unavailable",
+                           extra={"error_type": type(exc).__name__})
 
     def stop(self) -> None:
         self._stop.set()

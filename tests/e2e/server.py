@@ -83,7 +83,8 @@ class Server:
         return _stop(self.process)
 
 
-def _environment(tmp: Path, database_url: str, port: int, workers: int) -> dict[str, str]:
+def _environment(tmp: Path, database_url: str, port: int, workers: int,
+                 extra: dict[str, str] | None = None) -> dict[str, str]:
     # The caller's CODER_* settings must not leak in (a CODER_ARTIFACT would change the model served).
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("CODER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -94,6 +95,7 @@ def _environment(tmp: Path, database_url: str, port: int, workers: int) -> dict[
         CODER_DATABASE_URL=database_url, CODER_WORKERS=str(workers), CODER_HOST="127.0.0.1",
         CODER_PORT=str(port), CODER_MODELS_DIR=str(tmp / "models"), CODER_LOG_LEVEL="INFO",
     )
+    env.update(extra or {})
     return env
 
 
@@ -134,15 +136,36 @@ def _wait_ready(server: Server, workers: int) -> None:
         time.sleep(0.5)
 
 
+def run_to_exit(tmp_path: Path, database_url: str, env: dict[str, str], timeout: float = READY_TIMEOUT_S,
+                ) -> subprocess.CompletedProcess:
+    """Run `python -m service` (settings of `env` over the defaults) when it should exit by itself; fails
+    the test, after stopping it, when it is still running after `timeout` seconds."""
+    tmp = tmp_path / "server"
+    tmp.mkdir()
+    environment = _environment(tmp, database_url, _free_port(), 1, env)
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tmp, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        out, err = process.communicate()
+        pytest.fail(f"`python -m service` still ran after {timeout} s:\n{err[-4000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
 @contextmanager
-def running_server(tmp_path: Path, database_url: str, workers: int, keys: dict[str, str]) -> Iterator[Server]:
-    """The service with `workers` workers on `database_url`, ready, with a key per (name, role) of `keys`."""
+def running_server(tmp_path: Path, database_url: str, workers: int, keys: dict[str, str],
+                   env: dict[str, str] | None = None) -> Iterator[Server]:
+    """The service with `workers` workers on `database_url`, ready, with a key per (name, role) of `keys`;
+    `env` sets more CODER_* settings (CODER_ARTIFACT, say)."""
     process = None
     try:
         tmp = tmp_path / "server"
         tmp.mkdir()
         port = _free_port()
-        env = _environment(tmp, database_url, port, workers)
+        env = _environment(tmp, database_url, port, workers, env)
         stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
         register_log_file(stdout)
         register_log_file(stderr)
