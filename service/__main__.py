@@ -54,7 +54,7 @@ def _check_model(settings: Settings) -> str | None:
         finally:
             engine.dispose()
         if entry.path is not None:  # the embedded default has no files to check
-            load_artifact(entry.path)
+            load_artifact(entry.path, runtime=settings.runtime)
     except (ArtifactError, ModelError) as exc:
         return str(exc)
     return None

@@ -6,6 +6,7 @@ production path. The schema is only ever created by the migrations in `service/m
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -154,8 +155,9 @@ def make_engine(url: str) -> Engine:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     # pre_ping: a connection the server dropped (a restart) is replaced at checkout, so the service
     # recovers by itself once the database is back.
+    # hide_parameters: a driver error's message would otherwise carry the statement's values (note text).
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args)
+                         pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args, hide_parameters=True)
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,18 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the migrations up to `revision` (on PostgreSQL under an advisory lock, so workers may race)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Run the migrations up to `revision`. Several processes may race: PostgreSQL migrates under an
+    advisory lock (see migrations/env.py), SQLite under a lock file beside the database."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        command.upgrade(alembic_config(engine), revision)
+        return
+    with open(f"{database}.migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # SQLite's DDL is not transactional under Alembic
+        try:
+            command.upgrade(alembic_config(engine), revision)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:

@@ -28,6 +28,7 @@ from service.db import ModelDeployment, utcnow
 
 logger = logging.getLogger("service.models")
 DEFAULT = "default"
+WARM_UP_NOTE = "Type 2 diabetes mellitus. Essential hypertension. Laparoscopic appendectomy."
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ class ModelRegistry:
 
     def __init__(
         self, sessions: sessionmaker | None, models_dir: str | Path, startup_artifact: str | None = None,
-        valid_only: bool = True,
+        valid_only: bool = True, runtime: str = "auto",
     ) -> None:
         self.sessions = sessions
+        self.runtime = runtime
         self.models_dir = Path(models_dir)
         self.startup_artifact = Path(startup_artifact) if startup_artifact else None
         self.valid_only = valid_only
@@ -110,9 +112,12 @@ class ModelRegistry:
         if entry.path is None:
             predictor = default_predictor()
         else:
-            predictor = load_artifact(entry.path)
+            predictor = load_artifact(entry.path, runtime=self.runtime)
             predictor.valid_only = self.valid_only
+        # Warm-up before the model serves (and before readiness): the first pass pays for lazy set-up.
+        predictor.predict(WARM_UP_NOTE, top_k=5)
         logger.info("model loaded", extra={"model": entry.name, "model_version": predictor.model_version,
+                                           "runtime": _runtime_of(predictor),
                                            "seconds": round(time.perf_counter() - started, 2)})
         return Serving(entry.name, entry.kind, entry.path, entry.metrics, predictor)
 
@@ -249,3 +254,11 @@ class ModelRegistry:
 def _thresholds(predictor: Predictor) -> dict:
     t = predictor.thresholds
     return {"accept": t.accept, "suggest": t.suggest, "review_band": t.review_band}
+
+
+def _runtime_of(predictor: Predictor) -> str:
+    """Which runtime serves the transformer(s) of a predictor: onnx, torch, or none without one."""
+    scorer = predictor.scorer
+    parts = list(getattr(scorer, "components", {}).values()) or [scorer]
+    runtimes = {part.runtime for part in parts if hasattr(part, "runtime")}
+    return "/".join(sorted(runtimes)) or "none"
