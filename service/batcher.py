@@ -42,8 +42,8 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self.batches = 0
         self.notes = 0
 
@@ -54,12 +54,20 @@ class MicroBatcher:
             InputError: the note (not its batch-mates) is invalid; any error of the model itself.
         """
         job = _Job(predictor, text, top_k, tuple(systems or ()))
-        self._jobs.put(job)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                # Started on first use (and again after close): an app may be started and stopped twice.
+                self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+                self._thread.start()
+            self._jobs.put(job)
         return job.future.result()
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=5)
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._jobs.put(None)
+                self._thread.join(timeout=5)
+            self._thread = None
 
     def _gather(self, first: _Job) -> list[_Job]:
         jobs = [first]

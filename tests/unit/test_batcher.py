@@ -77,3 +77,6 @@ def test_a_bad_note_fails_alone_and_groups_keep_their_options(catalog: Catalog) 
     assert len(outcomes["one"].codes) == 1
     with pytest.raises(InputError):
         MicroBatcher().predict(predictor, "", 5, None)
+    # A closed batcher starts again on the next note (an app can be started twice).
+    assert [c.code for c in batcher.predict(predictor, "Essential hypertension.", 5, None).codes] == ["I10"]
+    batcher.close()
