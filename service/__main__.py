@@ -74,7 +74,7 @@ def _serve(settings: Settings) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coder-metrics-")
     uvicorn.run("service.__main__:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level.lower(), access_log=False,
-                log_config=None)
+                log_config=None, timeout_keep_alive=settings.keep_alive_seconds)
     return 0
 
 

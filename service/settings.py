@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    keep_alive_seconds: int = Field(
+        65, ge=1, description="idle keep-alive connections are closed after this; longer than clients' and load "
+        "balancers' own idle timeouts, so a client never sends on a connection the server is closing",
+    )
     max_body_bytes: int = Field(2_000_000, description="larger request bodies are refused with 413")
     max_batch_notes: int = Field(64, ge=1, description="most notes in one batch request")
     default_top_k: int = 10
