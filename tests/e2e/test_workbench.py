@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.e2e.browser import chromium_page
 from tests.e2e.server import ROOT, Server, running_server
 
 # A CodiEsp dev case (English translation), CC BY 4.0: Miranda-Escalada et al., CLEF eHealth 2020.
 NOTE = (ROOT / "tests" / "fixtures" / "codiesp_case_S1130-01082009000500015-1.txt").read_text(encoding="utf-8")
 KEYS = {"ehr-1": "ehr", "coder-ann": "coder", "admin-1": "admin"}
 ARTIFACTS = Path(os.environ.get("CODER_E2E_ARTIFACTS", ROOT / "reports" / "e2e"))
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def page(server: Server) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
+    with chromium_page() as page:
         yield page
-        browser.close()
 
 
 def _post_note(server: Server) -> dict:

@@ -4,13 +4,13 @@ real server, as in test_workbench.py. An emoji before the evidence must not shif
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.e2e.browser import chromium_page
 from tests.e2e.server import ROOT, Server, running_server
 
 IMG = '<img src=x onerror="window.__pwned=1">'
@@ -23,10 +23,6 @@ NOTE = f"{EMOJI} {IMG} {SCRIPT}\n{CASE}\n{SCRIPT} {IMG}"
 NOTE_ID = f"{SCRIPT}{IMG}"
 CODER = f"coder {IMG}"  # a key name: shown as who is signed in, and as the actor in the history
 KEYS = {"ehr-1": "ehr", CODER: "coder"}
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +34,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def page(server: Server) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-        page.set_default_timeout(20_000)
+    with chromium_page() as page:
         yield page
-        browser.close()
 
 
 def _assert_not_pwned(page: Page) -> None:
