@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from service.batcher import MicroBatcher
 from service.model_registry import ModelError, ModelRegistry
 from service.review_queue import ReviewError, ReviewQueue
 from service.routes import router
+from service.routes.catalog import code_search
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger("service")
@@ -103,6 +105,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # The coders' code-search index (about a second) is built now, not on the first search.
+        threading.Thread(target=code_search, name="code-search-index", daemon=True).start()
         if predictor is None:
             # Loading takes seconds: answer /healthz meanwhile, with /readyz false until it is done.
             registry.run_sync(settings.model_sync_seconds)
