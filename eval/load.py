@@ -161,36 +161,45 @@ class ServerProcess:
     admin_key: str
 
     def log_lines(self) -> list[str]:
-        text_ = self.stderr.read_text(encoding="utf-8", errors="replace")
-        return [line for line in text_[: text_.rfind("\n") + 1].splitlines() if line.strip()]
+        return complete_lines(self.stderr)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_lines()[-lines:])
 
     def stop(self) -> int:
-        """SIGTERM to the process group, SIGKILL if it lingers; the parent's exit status."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        return stop_process_group(self.process)
+
+
+def complete_lines(path: Path) -> list[str]:
+    """The complete, non-blank lines of a log written so far (a line still being written is left)."""
+    text_ = path.read_text(encoding="utf-8", errors="replace")
+    return [line for line in text_[: text_.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def stop_process_group(process: subprocess.Popen) -> int:
+    """SIGTERM to the process group, SIGKILL if it lingers; the parent's exit status."""
+    if process.poll() is None:
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # a worker its parent left behind
+            os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        return self.process.returncode
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # a worker its parent left behind
+    except ProcessLookupError:
+        pass
+    return process.returncode
 
 
 class StartError(RuntimeError):
     """The server, or its first key, could not be brought up."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -238,7 +247,7 @@ def _ready(base_url: str) -> bool:
 
 
 def _models_loaded(lines: list[str]) -> int:
-    return sum((_json_or_none(line) or {}).get("message") == "model loaded" for line in lines)
+    return sum((json_or_none(line) or {}).get("message") == "model loaded" for line in lines)
 
 
 @contextmanager
@@ -252,7 +261,7 @@ def running_server(database_url: str, workers: int, admin_name: str,
     """
     with tempfile.TemporaryDirectory(prefix="coder-load-") as folder:
         tmp = Path(folder)
-        port = _free_port()
+        port = free_port()
         env = _service_env(database_url, tmp, workers=str(workers), host="127.0.0.1", port=str(port),
                            **{"models_dir": str(tmp / "models"), "log_level": "INFO", **settings})
         stderr = tmp / "server.err"
@@ -281,7 +290,7 @@ def running_server(database_url: str, workers: int, admin_name: str,
             server.stop()
 
 
-def _json_or_none(line: str) -> dict | None:
+def json_or_none(line: str) -> dict | None:
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
@@ -292,7 +301,7 @@ def _json_or_none(line: str) -> dict | None:
 def server_log_check(server: ServerProcess, exit_status: int) -> Check:
     """The server stopped with status 0, and its stderr is JSON lines with no ERROR or CRITICAL one."""
     lines = server.log_lines()
-    records = [_json_or_none(line) for line in lines]
+    records = [json_or_none(line) for line in lines]
     not_json = sum(r is None for r in records)
     bad = Counter(r.get("message", "?")[:80] for r in records if r and r.get("level") in ("ERROR", "CRITICAL"))
     detail = f"exit status {exit_status}; {len(lines)} log lines, {sum(bad.values())} ERROR/CRITICAL"

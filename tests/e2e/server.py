@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,49 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eval.load import complete_lines, free_port, json_or_none, stop_process_group
 from tests.phi_scan import register_log_file
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def log_lines(path: Path) -> list[str]:
-    """The complete lines written so far (a line still being written is left for later)."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return [line for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-
-
-def json_or_none(line: str) -> dict | None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _stop(process: subprocess.Popen) -> int:
-    """SIGTERM to the whole process group, SIGKILL if it lingers; the parent's exit status."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # a worker its parent left behind
-    except ProcessLookupError:
-        pass
-    return process.returncode
 
 
 @dataclass
@@ -80,7 +39,7 @@ class Server:
         return "\n".join(self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
     def stop(self) -> int:
-        return _stop(self.process)
+        return stop_process_group(self.process)
 
 
 def _environment(tmp: Path, database_url: str, port: int, workers: int,
@@ -124,7 +83,7 @@ def _wait_ready(server: Server, workers: int) -> None:
             code = server.process.returncode
             pytest.fail(f"the server exited ({code}) while starting:\n{server.log_tail()}")
         loaded = sum((json_or_none(line) or {}).get("message") == "model loaded"
-                     for line in log_lines(server.stderr))
+                     for line in complete_lines(server.stderr))
         try:
             ready = httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 200
         except httpx.TransportError:
@@ -142,14 +101,14 @@ def run_to_exit(tmp_path: Path, database_url: str, env: dict[str, str], timeout:
     the test, after stopping it, when it is still running after `timeout` seconds."""
     tmp = tmp_path / "server"
     tmp.mkdir()
-    environment = _environment(tmp, database_url, _free_port(), 1, env)
+    environment = _environment(tmp, database_url, free_port(), 1, env)
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=tmp, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _stop(process)
+        stop_process_group(process)
         out, err = process.communicate()
         pytest.fail(f"`python -m service` still ran after {timeout} s:\n{err[-4000:]}")
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
@@ -164,7 +123,7 @@ def running_server(tmp_path: Path, database_url: str, workers: int, keys: dict[s
     try:
         tmp = tmp_path / "server"
         tmp.mkdir()
-        port = _free_port()
+        port = free_port()
         env = _environment(tmp, database_url, port, workers, env)
         stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
         register_log_file(stdout)
@@ -179,4 +138,4 @@ def running_server(tmp_path: Path, database_url: str, workers: int, keys: dict[s
         yield running
     finally:
         if process is not None:
-            _stop(process)
+            stop_process_group(process)

@@ -30,8 +30,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from eval.load import complete_lines, free_port, json_or_none
 from service import db
-from tests.e2e.server import Server, _free_port, json_or_none, log_lines, run_to_exit, running_server
+from tests.e2e.server import Server, run_to_exit, running_server
 from tests.phi_scan import PHI
 from tests.service_fixtures import MINI, TINY_RECIPE, empty_postgres
 from training.config import load_config
@@ -88,7 +89,7 @@ def _worker_pids(server: Server) -> list[int]:
 
 def _logged(server: Server, message: str) -> int:
     """How many of the server's JSON log lines carry this message."""
-    return sum((json_or_none(line) or {}).get("message") == message for line in log_lines(server.stderr))
+    return sum((json_or_none(line) or {}).get("message") == message for line in complete_lines(server.stderr))
 
 
 def _wait_for(condition, what: str, timeout: float = 120) -> None:
@@ -134,7 +135,7 @@ def throwaway_cluster() -> Iterator[Cluster]:
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"no PostgreSQL binaries in {PG_BIN}")
     root = Path(tempfile.mkdtemp(prefix="coder-pg-"))  # not under pytest's root-only tmp_path
-    cluster = Cluster(root, _free_port())
+    cluster = Cluster(root, free_port())
     try:
         if os.geteuid() == 0:
             shutil.chown(root, "postgres", "postgres")

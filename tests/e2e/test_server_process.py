@@ -19,7 +19,8 @@ import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.server import Server, json_or_none, log_lines, running_server
+from eval.load import complete_lines, json_or_none
+from tests.e2e.server import Server, running_server
 from tests.service_fixtures import empty_postgres
 
 WORKERS = 2
@@ -174,7 +175,7 @@ def test_workers_share_one_database_without_losing_or_duplicating(server: Server
 
     # --- logs, after a clean shutdown: every stderr line is JSON, and no output carries note text ----------
     assert server.stop() == 0, server.log_tail()
-    lines = log_lines(server.stderr)
+    lines = complete_lines(server.stderr)
     assert [line for line in lines if json_or_none(line) is None] == [], "stderr lines that are not JSON"
     suggest_lines = [line for line in lines if json_or_none(line).get("route") == "/v1/codes:suggest"]
     assert len(suggest_lines) == len(posts), "a request line is missing, so the next check would prove little"

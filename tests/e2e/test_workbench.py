@@ -17,7 +17,6 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import chromium_page
 from tests.e2e.server import ROOT, Server, running_server
 
 # A CodiEsp dev case (English translation), CC BY 4.0: Miranda-Escalada et al., CLEF eHealth 2020.
@@ -31,12 +30,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("workbench")
     with running_server(tmp, f"sqlite:///{tmp / 'coder.db'}", 1, KEYS) as running:
         yield running
-
-
-@pytest.fixture
-def page(server: Server) -> Iterator[Page]:
-    with chromium_page() as page:
-        yield page
 
 
 def _post_note(server: Server) -> dict:

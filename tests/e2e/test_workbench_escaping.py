@@ -10,7 +10,6 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import chromium_page
 from tests.e2e.server import ROOT, Server, running_server
 
 IMG = '<img src=x onerror="window.__pwned=1">'
@@ -30,12 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("escaping")
     with running_server(tmp, f"sqlite:///{tmp / 'coder.db'}", 1, KEYS) as running:
         yield running
-
-
-@pytest.fixture
-def page(server: Server) -> Iterator[Page]:
-    with chromium_page() as page:
-        yield page
 
 
 def _assert_not_pwned(page: Page) -> None:
