@@ -32,7 +32,14 @@ from models.calibration import IsotonicCalibrator
 from models.catalog import Catalog, get_catalog
 from models.decision import Thresholds
 from models.errors import ArtifactError
-from models.fast_encoder import INT8_FILE, RUNTIMES, OnnxEncoder, export_encoder, fast_encoder_file
+from models.fast_encoder import (
+    INT8_FILE,
+    RUNTIMES,
+    OnnxEncoder,
+    export_encoder,
+    fast_encoder_file,
+    head_dtype,
+)
 from models.hybrid import CodeStats, HybridCoder, HybridSettings, code_converter
 from models.linear import LinearCoder
 from models.matcher import CatalogMatcher
@@ -238,7 +245,8 @@ def _build_matcher(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -
 
 
 def _build_transformer(
-    state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", prefix: str = "", **_: Any
+    state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", prefix: str = "",
+    head_precision: str = "auto", **_: Any
 ) -> TransformerCoder:
     codes, code_systems = _codes_of(state.labels, root / "labels.json")
     try:
@@ -253,10 +261,11 @@ def _build_transformer(
             raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
                                 f"`python -m training.export --artifact {root}` or use the torch runtime")
         coder.fast_encoder = OnnxEncoder(path)
+        coder.head_dtype = head_dtype(head_precision)
     return coder
 
 
-def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", **_: Any) -> HybridCoder:
+def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog, **options: Any) -> HybridCoder:
     try:
         hybrid_settings = HybridSettings(**state.settings["hybrid"])
         stats = CodeStats(**state.parts["stats"])
@@ -270,7 +279,7 @@ def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog, runtime: str
                 {k.removeprefix(prefix): v for k, v in state.tensors.items() if k.startswith(prefix)},
                 state.parts["components"].get(name) or {}, state.parts["labels"].get(name),
             )
-            components[name] = _BUILDERS[spec["kind"]](sub, root, catalog, runtime=runtime, prefix=f"{name}.")
+            components[name] = _BUILDERS[spec["kind"]](sub, root, catalog, prefix=f"{name}.", **options)
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{root}: hybrid settings or parts are incomplete ({exc})") from exc
     calibrator = (
@@ -286,13 +295,16 @@ def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog, runtime: str
         raise ArtifactError(f"{root / 'ranker.txt'}: {exc}") from exc
 
 
-def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime: str = "torch") -> Predictor:
+def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime: str = "torch",
+                  head_precision: str = "auto") -> Predictor:
     """Load an artifact directory into a ready Predictor.
 
     Args:
         runtime: "torch" (the reference) or "onnx": the transformer's encoder runs from the artifact's
             exported ONNX file (int8 when there is one; see `models.fast_encoder`); "auto": onnx when the
             artifact has the file, else torch.
+        head_precision: the onnx path's label-attention products: "bfloat16", "float32", or "auto"
+            (bfloat16 where the CPU has it natively). The torch path is always float32.
 
     Raises:
         ArtifactError: naming the file that is missing, corrupt or inconsistent.
@@ -305,7 +317,9 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
     config = read_config(root)
     catalog = catalog or get_catalog()
     thresholds = Thresholds.from_dict(_read_json(root / "thresholds.json"))
-    scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog, runtime=runtime)
+    head_dtype(head_precision)  # an unknown precision is refused whether or not a transformer is inside
+    scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog, runtime=runtime,
+                                       head_precision=head_precision)
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))
 
 

@@ -214,7 +214,7 @@ class HybridCoder:
             pairs, features = candidate_features(scores, self.stats, self.settings.candidates_per_component)
             if not pairs:
                 continue
-            p = self._ranker.predict(features)
+            p = self._ranker.predict(features, num_threads=1)  # a few hundred rows: threads cost more than they save, and requests run side by side
             if self.calibrator is not None:
                 p = calibrate_keeping_order(self.calibrator, p)
             for (system, code), value in zip(pairs, p):
@@ -240,18 +240,21 @@ class HybridCoder:
 
 
 def top_scores(row: np.ndarray, systems: np.ndarray, codes: list[str], depth: int) -> dict[str, dict[str, float]]:
-    """The `depth` best codes of each system in one score row: system -> {code: score}."""
+    """The `depth` best codes of each system in one score row: system -> {code: score}.
+
+    Only positive scores count (the matcher scores most codes 0, so they are skipped first); equal
+    scores keep column order.
+    """
     out: dict[str, dict[str, float]] = {}
+    positive = np.flatnonzero(row > 0)
     for system in SYSTEMS:
-        columns = np.flatnonzero(systems == system)
-        if columns.size == 0:
+        if not (systems == system).any():
             continue
-        k = min(depth, columns.size)
-        best = columns[np.argpartition(-row[columns], k - 1)[:k]]
+        columns = positive[systems[positive] == system]
+        if columns.size > depth:
+            columns = columns[np.argpartition(-row[columns], depth - 1)[:depth]]
         scores: dict[str, float] = {}
-        for j in best[np.argsort(-row[best], kind="stable")]:
-            if row[j] <= 0:
-                break
+        for j in columns[np.lexsort((columns, -row[columns]))]:
             code = codes[j]
             scores[code] = max(scores.get(code, 0.0), float(row[j]))
         out[system] = scores
@@ -270,10 +273,14 @@ def collect_component_scores(
     components: dict[str, Any], columns: dict[str, tuple[np.ndarray, list[str]]], texts: list[str], depth: int
 ) -> list[dict[str, dict[str, dict[str, float]]]]:
     """Per note: component -> system -> {code in the hybrid's form: score}, each component's best `depth`."""
+    # A scorer that can start its pass and finish it later (the coalescing transformer) runs while this
+    # thread scores with the others.
+    started = {name: comp.probs_later(texts) for name, comp in components.items() if hasattr(comp, "probs_later")}
+    probs = {name: comp.probs(texts) for name, comp in components.items() if name not in started}
+    probs.update({name: finish() for name, finish in started.items()})
     per_note: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in texts]
-    for name, comp in components.items():
+    for name in components:  # in the components' order: the ranker's features follow it
         systems, codes = columns[name]
-        probs = comp.probs(texts)  # (docs, component codes)
-        for d, row in enumerate(probs):
+        for d, row in enumerate(probs[name]):  # (docs, component codes)
             per_note[d][name] = top_scores(row, systems, codes, depth)
     return per_note

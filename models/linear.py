@@ -146,7 +146,8 @@ class LinearCoder:
         if not segments or not code_indices:
             return {i: None for i in code_indices}
         features = self._vectorizer.transform([s.text for s in segments])  # (sentences, features)
-        contrib = np.asarray((features @ self._weights_t[:, code_indices]).todense())  # (sentences, k)
+        # Rows of the (codes, features) matrix: a CSR row slice, where a column slice of its transpose is slow.
+        contrib = np.asarray((features @ self.weights[code_indices].T).todense())  # (sentences, k)
         best = contrib.argmax(axis=0)
         return {
             code_idx: (segments[int(best[j])] if contrib[best[j], j] > 0 else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,6 +86,23 @@ class Predictor:
         ])
         self.valid_only = valid_only
         self._index = {(s, c): i for i, (c, s) in enumerate(zip(scorer.codes, scorer.code_systems))}
+
+    def parts(self) -> list[Any]:
+        """The scorers that do the work: a hybrid's components, or the scorer itself."""
+        components = getattr(self.scorer, "components", None)
+        return list(components.values()) if components else [self.scorer]
+
+    def batch_concurrent_calls(self, max_notes: int = 16, max_wait_ms: float = 2.0) -> int:
+        """Let concurrent `predict` calls share model passes where a part gains from it (the transformer):
+        a note waits at most `max_wait_ms` for others, `max_notes` at most per pass. The other parts run
+        in the calling threads. Returns how many parts batch. `close()` ends it."""
+        return sum(1 for part in self.parts() if hasattr(part, "coalesce") and part.coalesce(max_notes, max_wait_ms))
+
+    def close(self) -> None:
+        """Stop the batching threads; the predictor still works, unbatched (calls in flight finish)."""
+        for part in self.parts():
+            if hasattr(part, "close"):
+                part.close()
 
     def predict(self, text: str, top_k: int = 10, systems: list[str] | None = None) -> Prediction:
         """Suggest codes for one note.

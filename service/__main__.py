@@ -19,6 +19,11 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
+# PyTorch's OpenMP threads otherwise busy-wait after each operation, burning a core that the requests'
+# own work needs (measured: 75 -> 65 ms of CPU per hybrid note). Read once, when OpenMP starts, so it is
+# set before anything imports torch; an operator's own value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from models.artifact import load_artifact, read_config
 from models.errors import ArtifactError
 from service import db
@@ -54,7 +59,7 @@ def _check_model(settings: Settings) -> str | None:
         finally:
             engine.dispose()
         if entry.path is not None:  # the embedded default has no files to check
-            load_artifact(entry.path, runtime=settings.runtime)
+            load_artifact(entry.path, runtime=settings.runtime, head_precision=settings.head_precision)
     except (ArtifactError, ModelError) as exc:
         return str(exc)
     return None

@@ -22,7 +22,6 @@ from models.predictor import Predictor
 from service import db, observability
 from service.audit import AuditLog
 from service.auth import KeyStore
-from service.batcher import MicroBatcher
 from service.model_registry import ModelError, ModelRegistry
 from service.review_queue import ReviewError, ReviewQueue
 from service.routes import router
@@ -98,8 +97,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         db.upgrade(engine)
     sessions = db.make_sessionmaker(engine)
     registry = ModelRegistry(sessions, settings.models_dir, settings.artifact, settings.valid_codes_only,
-                             runtime=settings.runtime)
-    batcher = MicroBatcher(settings.batch_max_notes, settings.batch_wait_ms)
+                             runtime=settings.runtime, head_precision=settings.head_precision,
+                             batch_max_notes=settings.batch_max_notes, batch_wait_ms=settings.batch_wait_ms)
     if predictor is not None:
         registry.serve(predictor)
 
@@ -112,7 +111,6 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             registry.run_sync(settings.model_sync_seconds)
         yield
         registry.stop()
-        batcher.close()
         engine.dispose()
 
     app = FastAPI(title="ICD-10 code suggestion service", version="0.2.0", description=DESCRIPTION,
@@ -120,7 +118,6 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.state.settings = settings
     app.state.engine = engine
     app.state.registry = registry
-    app.state.batcher = batcher
     app.state.queue = ReviewQueue(sessions, lease_seconds=settings.claim_lease_seconds)
     app.state.audit_log = AuditLog(sessions)
     app.state.keys = KeyStore(sessions)

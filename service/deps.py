@@ -14,7 +14,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from models.predictor import Predictor
 from service.audit import AuditLog
 from service.auth import KeyStore, Principal
-from service.batcher import MicroBatcher
 from service.model_registry import ModelRegistry
 from service.review_queue import ReviewQueue
 from service.settings import Settings, get_settings
@@ -39,15 +38,10 @@ def get_keys(request: Request) -> KeyStore:
     return request.app.state.keys
 
 
-def get_batcher(request: Request) -> MicroBatcher:
-    return request.app.state.batcher
-
-
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 QueueDep = Annotated[ReviewQueue, Depends(get_queue)]
 AuditDep = Annotated[AuditLog, Depends(get_audit_log)]
 KeysDep = Annotated[KeyStore, Depends(get_keys)]
-BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -63,10 +63,13 @@ class ModelRegistry:
 
     def __init__(
         self, sessions: sessionmaker | None, models_dir: str | Path, startup_artifact: str | None = None,
-        valid_only: bool = True, runtime: str = "auto",
+        valid_only: bool = True, runtime: str = "auto", head_precision: str = "auto",
+        batch_max_notes: int = 16, batch_wait_ms: float = 2.0,
     ) -> None:
         self.sessions = sessions
         self.runtime = runtime
+        self.head_precision = head_precision
+        self.batch_max_notes, self.batch_wait_ms = batch_max_notes, batch_wait_ms
         self.models_dir = Path(models_dir)
         self.startup_artifact = Path(startup_artifact) if startup_artifact else None
         self.valid_only = valid_only
@@ -112,7 +115,7 @@ class ModelRegistry:
         if entry.path is None:
             predictor = default_predictor()
         else:
-            predictor = load_artifact(entry.path, runtime=self.runtime)
+            predictor = load_artifact(entry.path, runtime=self.runtime, head_precision=self.head_precision)
             predictor.valid_only = self.valid_only
         # Warm-up before the model serves (and before readiness): the first pass pays for lazy set-up.
         predictor.predict(WARM_UP_NOTE, top_k=5)
@@ -122,9 +125,14 @@ class ModelRegistry:
         return Serving(entry.name, entry.kind, entry.path, entry.metrics, predictor)
 
     def _swap(self, serving: Serving) -> None:
-        self._serving = serving
+        # Concurrent requests share the transformer's passes (models.batching); the replaced model's
+        # batching thread ends once the requests already waiting on it are answered.
+        serving.predictor.batch_concurrent_calls(self.batch_max_notes, self.batch_wait_ms)
+        previous, self._serving = self._serving, serving
         self.load_error = None
         observability.set_model_version(serving.predictor.model_version)
+        if previous is not None and previous.predictor is not serving.predictor:
+            previous.predictor.close()
 
     def serve(self, predictor: Predictor, name: str = "custom") -> None:
         """Serve a ready predictor (the test seam, and the way to embed the service)."""
@@ -245,6 +253,8 @@ class ModelRegistry:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._serving is not None:
+            self._serving.predictor.close()
 
     def _deployed_name(self) -> str | None:
         history = self.history(limit=1)

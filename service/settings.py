@@ -41,8 +41,15 @@ class Settings(BaseSettings):
         "auto", description="the transformer's runtime: onnx (the exported, int8 encoder), torch (the reference), "
         "auto (onnx when the artifact has the export)",
     )
-    batch_max_notes: int = Field(16, ge=1, description="most notes of concurrent requests scored in one pass")
-    batch_wait_ms: float = Field(2.0, ge=0, description="how long a note waits for others to share its pass")
+    head_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the onnx runtime's label-attention products: bfloat16, float32, or auto (bfloat16 "
+        "where the CPU computes it natively: AVX512-BF16 or AMX)",
+    )
+    # Measured on 2 cores with the hybrid (eval.serve_bench, 8 clients): 4 notes and no wait gave the most
+    # notes/s (larger passes gain little on a CPU and stall the pipeline), and a lone note never waits.
+    batch_max_notes: int = Field(4, ge=1, description="most notes of concurrent requests the transformer "
+                                 "scores in one pass (those that arrived while it was busy)")
+    batch_wait_ms: float = Field(0.0, ge=0, description="how long a note waits for others to share its pass")
     claim_lease_seconds: int = Field(900, ge=1, description="how long a coder holds a claimed review item")
     queue_order: Literal["priority", "oldest", "newest"] = Field(
         "priority", description="default review-queue order: priority = least confident first, then oldest"

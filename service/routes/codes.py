@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from models.predictor import Prediction, Predictor
 from service import fhir, observability
 from service.auth import Principal
-from service.deps import BatcherDep, EhrDep, PredictorDep, QueueDep, SettingsDep
+from service.deps import EhrDep, PredictorDep, QueueDep, SettingsDep
 from service.review_queue import ReviewQueue
 from service.routes.common import JsonBodyRoute, errors
 from service.schemas import (
@@ -75,11 +75,11 @@ def _serve(
 
 @router.post("/v1/codes:suggest", responses=errors(413, 422, 503))
 def suggest(
-    body: SuggestRequest, principal: EhrDep, predictor: PredictorDep, queue: QueueDep, batcher: BatcherDep
+    body: SuggestRequest, principal: EhrDep, predictor: PredictorDep, queue: QueueDep
 ) -> SuggestResponse:
     """Suggest ICD-10 codes for one clinical note."""
-    # Scored in one model pass with the notes of other requests waiting at the same moment.
-    prediction = batcher.predict(predictor, body.text, body.top_k, body.systems)
+    # The transformer scores it in one pass with the notes of other requests waiting at the same moment.
+    prediction = predictor.predict(body.text, top_k=body.top_k, systems=body.systems)
     return _serve([prediction], [body], predictor, queue, principal)[0]
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.artifact import export_fast_path, load_artifact, save_artifact
 from models.catalog import Catalog
 from models.decision import Thresholds
 from models.errors import ArtifactError
-from models.fast_encoder import FP32_FILE, INT8_FILE
+from models.fast_encoder import FP32_FILE, INT8_FILE, native_bf16
 from models.transformer import TransformerCoder, TransformerSettings
 from training.export import main as export_main
 
@@ -37,7 +38,7 @@ def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path) -
     reference = load_artifact(artifact, runtime="torch").scorer
     assert reference.runtime == "torch"
     (artifact / INT8_FILE).rename(artifact / "int8.aside")  # the fp32 export first: it must match exactly
-    fast = load_artifact(artifact, runtime="onnx").scorer
+    fast = load_artifact(artifact, runtime="onnx", head_precision="float32").scorer
     assert fast.runtime == "onnx" and fast.fast_encoder.path.name == FP32_FILE
     np.testing.assert_allclose(fast.probs(NOTES), reference.probs(NOTES), atol=1e-4)
     _, ref_argmax, _ = reference.logits_and_attention(NOTES)
@@ -47,9 +48,11 @@ def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path) -
     for d, text in enumerate(NOTES):
         assert fast.evidence(text, [0, 1]) == reference.evidence(text, [0, 1])
     (artifact / "int8.aside").rename(artifact / INT8_FILE)
-    quantized = load_artifact(artifact, runtime="onnx").scorer
-    assert quantized.fast_encoder.path.name == INT8_FILE
+    quantized = load_artifact(artifact, runtime="onnx", head_precision="bfloat16").scorer
+    assert quantized.fast_encoder.path.name == INT8_FILE and quantized.head_dtype == torch.bfloat16
     np.testing.assert_allclose(quantized.probs(NOTES), reference.probs(NOTES), atol=0.05)
+    expected = torch.bfloat16 if native_bf16() else torch.float32
+    assert load_artifact(artifact, runtime="onnx").scorer.head_dtype == expected  # auto
 
 
 def test_onnx_without_an_export_or_with_a_bad_file_is_refused(artifact: Path, capsys) -> None:
@@ -57,8 +60,38 @@ def test_onnx_without_an_export_or_with_a_bad_file_is_refused(artifact: Path, ca
         load_artifact(artifact, runtime="onnx")
     with pytest.raises(ArtifactError, match="unknown runtime"):
         load_artifact(artifact, runtime="tensorrt")
+    with pytest.raises(ArtifactError, match="unknown head precision"):
+        load_artifact(artifact, runtime="torch", head_precision="float8")
     assert export_main(["--artifact", str(artifact), "--no-quantize"]) == 0
     assert "encoder.onnx" in capsys.readouterr().out and not (artifact / INT8_FILE).exists()
     (artifact / FP32_FILE).write_bytes(b"not an onnx graph")
     with pytest.raises(ArtifactError, match=FP32_FILE):
         load_artifact(artifact, runtime="onnx")
+
+
+def test_concurrent_notes_share_transformer_passes_and_get_the_answers_they_get_alone(artifact: Path) -> None:
+    import threading
+
+    export_fast_path(artifact)
+    predictor = load_artifact(artifact, runtime="onnx", head_precision="float32")
+    alone = [predictor.predict(text, top_k=3) for text in NOTES * 2]
+    assert predictor.batch_concurrent_calls(max_notes=4, max_wait_ms=50) == 1
+    coalescer = predictor.scorer._coalescer
+    predictor.scorer.forget_recent()  # evidence must come from the batched passes, not from the calls above
+    answers: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda n=n: answers.__setitem__(n, predictor.predict(NOTES[n % 3], top_k=3)))
+               for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    predictor.close()
+    assert coalescer.items == 6 and coalescer.batches < 6  # notes shared passes
+    for n in range(6):
+        got, expected = answers[n], alone[n]
+        assert [c.code for c in got.codes] == [c.code for c in expected.codes]
+        assert [c.evidence for c in got.codes] == [c.evidence for c in expected.codes]
+        # int8's activation scales are dynamic, per pass: batch-mates move a score in the 5th decimal.
+        np.testing.assert_allclose([c.confidence for c in got.codes], [c.confidence for c in expected.codes],
+                                   atol=1e-3)
+    assert predictor.predict(NOTES[0], top_k=3).codes  # closed: unbatched again

@@ -73,3 +73,27 @@ def test_evidence_after_scoring_matches_a_fresh_computation(tiny_encoder_dir) ->
     coder.forget_recent()
     fresh = coder.evidence(text, [0, 1, 2])
     assert cached == fresh
+
+
+def test_the_packed_head_gives_the_padded_heads_logits_and_argmax() -> None:
+    """The fast path's head (real tokens only, two matrix products) against the reference head."""
+    from models.transformer import LabelAttention
+
+    torch.manual_seed(3)
+    head = LabelAttention(hidden=24, n_labels=40, dropout=0.1).eval()
+    with torch.no_grad():
+        head.queries.mul_(8)  # peaked attention, as a trained head has
+        lengths = [7, 19, 1]
+        hidden = torch.randn(3, 20, 24)
+        mask = torch.zeros(3, 20, dtype=torch.long)
+        for note, n in enumerate(lengths):
+            mask[note, :n] = 1
+        logits, attention = head(hidden, mask)
+        real = torch.cat([hidden[note, :n] for note, n in enumerate(lengths)])
+        packed_logits, best = head.packed(real, lengths)
+        torch.testing.assert_close(packed_logits, logits, atol=1e-5, rtol=1e-5)
+        assert torch.equal(best, attention.argmax(dim=-1))
+        bf16_logits, bf16_best = head.packed(real, lengths, torch.bfloat16)
+        torch.testing.assert_close(bf16_logits, logits, atol=0.1, rtol=0.05)
+        assert not torch.equal(bf16_logits, packed_logits)  # it did run in bf16
+        assert (bf16_best == best).float().mean() > 0.9
