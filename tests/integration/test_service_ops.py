@@ -105,9 +105,6 @@ class _FailingPredictor:
     def predict_batch(self, texts: list[str], **_) -> None:
         raise self.error(f"cannot code {texts!r}")
 
-    def score(self, texts: list[str]) -> None:
-        raise self.error(f"cannot code {texts!r}")
-
 
 def test_note_text_is_in_no_log_line_error_or_metric(service: Service, json_log: io.StringIO) -> None:
     marker = f"Zq{uuid.uuid4().hex}"
