@@ -99,15 +99,15 @@ class LabelAttention(nn.Module):
         n_labels = queries_t.shape[1]
         logits = torch.empty(len(lengths), n_labels)
         best = torch.empty(len(lengths), n_labels, dtype=torch.long)
-        # A slice of codes at a time: its (tokens, codes) scores stay in the CPU's cache through softmax,
-        # product and sum (measured: a third less time than all codes at once).
-        for start in range(0, n_labels, HEAD_CODE_CHUNK):
-            codes = slice(start, start + HEAD_CODE_CHUNK)
-            scores = (keys @ queries_t[:, codes]).float()  # (tokens, codes)
-            values = (hidden @ out_weight_t[:, codes]).float()  # (tokens, codes)
-            for note, (note_scores, note_values) in enumerate(zip(scores.split(lengths), values.split(lengths))):
-                best[note, codes] = note_scores.argmax(dim=0)
-                logits[note, codes] = (torch.softmax(note_scores, dim=0) * note_values).sum(0)
+        # One note and a slice of codes at a time: its (tokens, codes) scores stay in the CPU's cache
+        # through softmax, product and sum (measured: a third less time than all codes at once).
+        for note, (note_keys, note_hidden) in enumerate(zip(keys.split(lengths), hidden.split(lengths))):
+            for start in range(0, n_labels, HEAD_CODE_CHUNK):
+                codes = slice(start, start + HEAD_CODE_CHUNK)
+                scores = (note_keys @ queries_t[:, codes]).float()  # (tokens, codes)
+                best[note, codes] = scores.argmax(dim=0)
+                values = (note_hidden @ out_weight_t[:, codes]).float()  # (tokens, codes)
+                logits[note, codes] = (torch.softmax(scores, dim=0) * values).sum(0)
         return logits + self.out_bias, best
 
     def _cast_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
