@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -35,6 +36,10 @@ def artifact(tiny_encoder_dir: Path, catalog: Catalog, tmp_path: Path) -> Path:
 def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path) -> None:
     written = export_fast_path(artifact)
     assert {p.name for p in written} == {FP32_FILE, INT8_FILE}
+    # The first layers' feed-forward output projections stay fp32 in the int8 graph (MAP, see _kept_in_fp32).
+    int8_nodes = {n.name: n.op_type for n in onnx.load(str(artifact / INT8_FILE)).graph.node}
+    assert int8_nodes["/encoder/encoder/layer.0/output/dense/MatMul"] == "MatMul"
+    assert "MatMulInteger" in int8_nodes.values() and "QAttention" in int8_nodes.values()
     reference = load_artifact(artifact, runtime="torch").scorer
     assert reference.runtime == "torch"
     (artifact / INT8_FILE).rename(artifact / "int8.aside")  # the fp32 export first: it must match exactly
