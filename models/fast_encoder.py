@@ -1,9 +1,9 @@
-"""The transformer's fast path: its encoder exported to ONNX, optionally int8-quantised, run by ONNX Runtime.
+"""The transformer's fast path: its encoder exported to ONNX, int8-quantised, run by ONNX Runtime.
 
-The label-wise attention head stays in PyTorch (it is small); only the encoder, which does nearly all the
-arithmetic, moves. Windows are trimmed to the longest real window of a batch instead of the full window
-length, so a short note pays for its own tokens only. The PyTorch path is the reference: `export_encoder`
-checks the exported graph against it before it writes anything.
+The label-wise attention head stays in PyTorch (`LabelAttention.packed`: the notes' real tokens only,
+bf16 products where the CPU has them); only the encoder moves. Windows are encoded in groups of similar
+length, so padding costs little. The PyTorch path is the reference: `export_encoder` checks the exported
+graph against it before it writes anything.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def export_encoder(encoder: nn.Module, directory: str | Path, prefix: str = "", 
     """Write `<prefix>encoder.onnx` (and `<prefix>encoder.int8.onnx`) into `directory`.
 
     The encoder is traced with eager attention (the pattern ONNX Runtime's transformer optimizer
-    recognises), then fused (one Attention, SkipLayerNormalization and BiasGelu node per layer) where
-    ONNX Runtime knows the architecture. The fp32 graph must match the PyTorch encoder within `tolerance`
+    recognises), then fused (one Attention and one BiasGelu node per layer) where ONNX Runtime knows the
+    architecture. The fp32 graph must match the PyTorch encoder within `tolerance`
     on a padded probe batch, or nothing is written. Int8 uses ONNX Runtime's dynamic quantisation of the
     weights, per output channel.
 

@@ -214,7 +214,8 @@ class HybridCoder:
             pairs, features = candidate_features(scores, self.stats, self.settings.candidates_per_component)
             if not pairs:
                 continue
-            p = self._ranker.predict(features, num_threads=1)  # a few hundred rows: threads cost more than they save, and requests run side by side
+            # A few hundred rows: threads cost more than they save, and requests run side by side.
+            p = self._ranker.predict(features, num_threads=1)
             if self.calibrator is not None:
                 p = calibrate_keeping_order(self.calibrator, p)
             for (system, code), value in zip(pairs, p):

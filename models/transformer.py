@@ -85,8 +85,8 @@ class LabelAttention(nn.Module):
         """The same logits for notes given as their real tokens only, for inference.
 
         hidden (all tokens, hidden): the notes' tokens one after another, `lengths` tokens each (no
-        padding, so no masking). Two matrix products over all notes at once: scores = keys Uᵀ and
-        values = hidden Wᵀ, because a code's logit Σₜ softmax(scores)ₜ (hₜ·w) equals (Σₜ aₜhₜ)·w, the
+        padding, so no masking). Per note, two matrix products: scores = keys Uᵀ and values = hidden Wᵀ,
+        because a code's logit Σₜ softmax(scores)ₜ (hₜ·w) equals (Σₜ aₜhₜ)·w, the
         pooled form of `forward`. `dtype` bfloat16 runs both products in bf16 (about 4x faster where
         the CPU has AVX512-BF16), with softmax and sums in fp32.
 
