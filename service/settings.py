@@ -45,8 +45,9 @@ class Settings(BaseSettings):
         "auto", description="the onnx runtime's label-attention products: bfloat16, float32, or auto (bfloat16 "
         "where the CPU computes it natively: AVX512-BF16 or AMX)",
     )
-    # Measured on 2 cores with the hybrid (eval.serve_bench, 8 clients): 4 notes and no wait gave the most
-    # notes/s (larger passes gain little on a CPU and stall the pipeline), and a lone note never waits.
+    # Measured on 2 cores with the hybrid (8 clients): at most 2 or 4 notes a pass gave about 26 and 25.5
+    # notes/s, 8 about 24 (larger passes gain little on a CPU and stall the pipeline); no wait, so a lone
+    # note is not delayed.
     batch_max_notes: int = Field(4, ge=1, description="most notes of concurrent requests the transformer "
                                  "scores in one pass (those that arrived while it was busy)")
     batch_wait_ms: float = Field(0.0, ge=0, description="how long a note waits for others to share its pass")
