@@ -96,7 +96,10 @@ class Predictor:
         """Let concurrent `predict` calls share model passes where a part gains from it (the transformer):
         a note waits at most `max_wait_ms` for others, `max_notes` at most per pass. The other parts run
         in the calling threads. Returns how many parts batch. `close()` ends it."""
-        return sum(1 for part in self.parts() if hasattr(part, "coalesce") and part.coalesce(max_notes, max_wait_ms))
+        batching = [part for part in self.parts() if hasattr(part, "coalesce")]
+        for part in batching:
+            part.coalesce(max_notes, max_wait_ms)
+        return len(batching)
 
     def close(self) -> None:
         """Stop the batching threads; the predictor still works, unbatched (calls in flight finish)."""

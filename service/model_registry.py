@@ -268,7 +268,5 @@ def _thresholds(predictor: Predictor) -> dict:
 
 def _runtime_of(predictor: Predictor) -> str:
     """Which runtime serves the transformer(s) of a predictor: onnx, torch, or none without one."""
-    scorer = predictor.scorer
-    parts = list(getattr(scorer, "components", {}).values()) or [scorer]
-    runtimes = {part.runtime for part in parts if hasattr(part, "runtime")}
+    runtimes = {part.runtime for part in predictor.parts() if hasattr(part, "runtime")}
     return "/".join(sorted(runtimes)) or "none"
