@@ -4,9 +4,9 @@ For each runtime (by default `onnx`, the fast path, then `torch`, the PyTorch re
 `python -m service` on the artifact, measures its start-up time (process start to ready: model loaded and
 warmed up) and memory, then drives it with 1, 8 and 32 concurrent clients posting real notes (CodiEsp
 dev English) and prints, per runtime and concurrency: p50/p95/p99 latency, notes per second, the CPU the
-server used (cores) and its peak memory; the fast path's throughput over the reference's; and the CodiEsp
-MAP of both on the same notes (from the single-client pass), so the cost of the fast path in quality is
-in the same table.
+server used (cores), the CPU of this load generator (it shares the machine) and the server's peak memory;
+the fast path's throughput over the reference's; and the CodiEsp MAP of both on the same notes (from the
+single-client pass), so the cost of the fast path in quality is in the same table.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ class Level:
     cpu_cores: float
     peak_rss_mb: float
     errors: int
+    client_cores: float = 0.0  # the load generator's own CPU: it runs on the same machine
 
     @property
     def notes_per_s(self) -> float:
@@ -190,12 +191,13 @@ def bench_runtime(artifact: str, runtime: str, notes: list[tuple[str, str]], lev
             # Warm the HTTP path and the allocator; these notes are not timed.
             asyncio.run(_drive(server.base_url, key, notes[:4], 1, False, "warm-up"))
             for clients in levels:
-                cpu_before = _cpu_seconds(server.process.pid)
+                cpu_before, client_before = _cpu_seconds(server.process.pid), time.process_time()
                 with _PeakMemory(server.process.pid) as memory:
                     latencies, wall, errors, codes = asyncio.run(
                         _drive(server.base_url, key, notes, clients, progress, f"{runtime} x{clients}"))
                 cpu = (_cpu_seconds(server.process.pid) - cpu_before) / wall
-                result.levels.append(Level(runtime, clients, latencies, wall, cpu, memory.peak, errors))
+                client = (time.process_time() - client_before) / wall
+                result.levels.append(Level(runtime, clients, latencies, wall, cpu, memory.peak, errors, client))
                 if clients == 1:
                     result.map_d, result.map_p = _map(gold, codes, "ICD-10-CM"), _map(gold, codes, "ICD-10-PCS")
     return result
@@ -203,16 +205,17 @@ def bench_runtime(artifact: str, runtime: str, notes: list[tuple[str, str]], lev
 
 def format_results(results: list[RuntimeResult], artifact: str, n_notes: int) -> str:
     lines = [(f"\nartifact {artifact}; {n_notes} CodiEsp dev notes per level, top_k {TOP_K}; medians of "
-             "each level's requests; CPU in cores used by the server (this machine has "
-             f"{os.cpu_count()})\n"),
-             "| runtime | clients | p50 ms | p95 ms | p99 ms | notes/s | CPU cores | peak RSS MB | errors |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "each level's requests; CPU in cores used by the server, and by this load generator, which runs "
+             f"on the same machine (it has {os.cpu_count()})\n"),
+             ("| runtime | clients | p50 ms | p95 ms | p99 ms | notes/s | CPU cores | client CPU cores | peak RSS MB "
+              "| errors |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for result in results:
         for level in result.levels:
             lat = level.latencies_ms
             lines.append(f"| {result.runtime} | {level.clients} | {percentile(lat, 50):.1f} | "
                          f"{percentile(lat, 95):.1f} | {percentile(lat, 99):.1f} | {level.notes_per_s:.1f} | "
-                         f"{level.cpu_cores:.2f} | {level.peak_rss_mb:.0f} | {level.errors} |")
+                         f"{level.cpu_cores:.2f} | {level.client_cores:.2f} | {level.peak_rss_mb:.0f} | {level.errors} |")
     if len(results) == 2:
         fast, ref = results
         lines += ["", f"| clients | {fast.runtime} / {ref.runtime} throughput |", "| --- | --- |"]
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             "map_d": r.map_d, "map_p": r.map_p,
             "levels": [{"clients": lv.clients, "p50_ms": percentile(lv.latencies_ms, 50),
                         "p95_ms": percentile(lv.latencies_ms, 95), "p99_ms": percentile(lv.latencies_ms, 99),
-                        "notes_per_s": lv.notes_per_s, "cpu_cores": lv.cpu_cores, "peak_rss_mb": lv.peak_rss_mb,
+                        "notes_per_s": lv.notes_per_s, "cpu_cores": lv.cpu_cores, "client_cpu_cores": lv.client_cores,
+                        "peak_rss_mb": lv.peak_rss_mb,
                         "errors": lv.errors, "median_ms": statistics.median(lv.latencies_ms)
                         if lv.latencies_ms else None} for lv in r.levels],
         } for r in results], indent=2), encoding="utf-8")

@@ -261,7 +261,7 @@ def _build_transformer(
             raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
                                 f"`python -m training.export --artifact {root}` or use the torch runtime")
         coder.fast_encoder = OnnxEncoder(path)
-        coder.head_dtype = head_dtype(head_precision)
+        coder.head_dtype = head_dtype(head_precision, coder.model.head.queries.shape[1])
     return coder
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -189,16 +189,16 @@ class HybridCoder:
         self._columns = component_columns(components, self._convert)
         # The union vocabulary, in the hybrid's code form, ordered by system then code.
         vocab: set[tuple[str, str]] = set()
-        for systems, codes in self._columns.values():
-            vocab.update(zip(systems.tolist(), codes))
+        for columns in self._columns.values():
+            vocab.update(zip(columns.systems.tolist(), columns.codes))
         ordered = sorted(vocab, key=lambda sc: (SYSTEMS.index(sc[0]), sc[1]))
         self.codes = [c for _, c in ordered]
         self.code_systems = [s for s, _ in ordered]
         self.code_to_idx = {sc: i for i, sc in enumerate(ordered)}
         # (system, code) -> the component's column; several columns may share one converted code.
         self._lookups = {
-            name: {(s, c): j for j, (s, c) in reversed(list(enumerate(zip(systems.tolist(), codes))))}
-            for name, (systems, codes) in self._columns.items()
+            name: {(s, c): j for j, (s, c) in reversed(list(enumerate(zip(columns.systems.tolist(), columns.codes))))}
+            for name, columns in self._columns.items()
         }
 
     def component_scores(self, texts: list[str]) -> list[dict[str, dict[str, dict[str, float]]]]:
@@ -240,18 +240,20 @@ class HybridCoder:
         return asdict(self.settings)
 
 
-def top_scores(row: np.ndarray, systems: np.ndarray, codes: list[str], depth: int) -> dict[str, dict[str, float]]:
+def top_scores(row: np.ndarray, system_ids: np.ndarray, codes: list[str], depth: int) -> dict[str, dict[str, float]]:
     """The `depth` best codes of each system in one score row: system -> {code: score}.
 
-    Only positive scores count (the matcher scores most codes 0, so they are skipped first); equal
-    scores keep column order.
+    `system_ids` is each column's system as an index into SYSTEMS (`Columns.system_ids`; comparing small
+    integers, not strings, matters for the matcher's 160 000 columns). Only positive scores count (the
+    matcher scores most codes 0, so they are skipped first); equal scores keep column order.
     """
     out: dict[str, dict[str, float]] = {}
     positive = np.flatnonzero(row > 0)
-    for system in SYSTEMS:
-        if not (systems == system).any():
+    positive_ids = system_ids[positive]
+    for k, system in enumerate(SYSTEMS):
+        if not (system_ids == k).any():
             continue
-        columns = positive[systems[positive] == system]
+        columns = positive[positive_ids == k]
         if columns.size > depth:
             columns = columns[np.argpartition(-row[columns], depth - 1)[:depth]]
         scores: dict[str, float] = {}
@@ -262,16 +264,28 @@ def top_scores(row: np.ndarray, systems: np.ndarray, codes: list[str], depth: in
     return out
 
 
-def component_columns(components: dict[str, Any], convert) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """Per component, the system of each output column and its code in the hybrid's form (computed once)."""
-    return {
-        name: (np.asarray(comp.code_systems), [convert(c, s) for c, s in zip(comp.codes, comp.code_systems)])
-        for name, comp in components.items()
-    }
+class Columns(NamedTuple):
+    """A component's output columns: each one's system and its code in the hybrid's form (computed once)."""
+
+    systems: np.ndarray  # system names
+    codes: list[str]
+    system_ids: np.ndarray  # the systems as indices into SYSTEMS
+
+
+def component_columns(components: dict[str, Any], convert) -> dict[str, Columns]:
+    """Per component, the system and the code in the hybrid's form of each output column."""
+    out = {}
+    for name, comp in components.items():
+        systems = np.asarray(comp.code_systems)
+        ids = np.zeros(len(systems), dtype=np.int8)
+        for k, system in enumerate(SYSTEMS):
+            ids[systems == system] = k
+        out[name] = Columns(systems, [convert(c, s) for c, s in zip(comp.codes, comp.code_systems)], ids)
+    return out
 
 
 def collect_component_scores(
-    components: dict[str, Any], columns: dict[str, tuple[np.ndarray, list[str]]], texts: list[str], depth: int
+    components: dict[str, Any], columns: dict[str, Columns], texts: list[str], depth: int
 ) -> list[dict[str, dict[str, dict[str, float]]]]:
     """Per note: component -> system -> {code in the hybrid's form: score}, each component's best `depth`."""
     # A scorer that can start its pass and finish it later (the coalescing transformer) runs while this
@@ -281,7 +295,6 @@ def collect_component_scores(
     probs.update({name: finish() for name, finish in started.items()})
     per_note: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in texts]
     for name in components:  # in the components' order: the ranker's features follow it
-        systems, codes = columns[name]
         for d, row in enumerate(probs[name]):  # (docs, component codes)
-            per_note[d][name] = top_scores(row, systems, codes, depth)
+            per_note[d][name] = top_scores(row, columns[name].system_ids, columns[name].codes, depth)
     return per_note

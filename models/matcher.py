@@ -251,14 +251,13 @@ class CatalogMatcher:
         best = best[np.argsort(-name_scores[best], kind="stable")]
         # Rank of each code among the siblings matched in the same sentence, best first.
         keys = self._code_group[code_idx[best]] * (len(segments) + 1) + sent_idx[best]
-        sibling_rank = np.zeros(len(best), dtype=np.int64)
-        _, group_start, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        first_pos = np.zeros(len(group_start), dtype=np.int64)
-        counts: dict[int, int] = {}
-        for pos, g in enumerate(inverse):
-            sibling_rank[pos] = counts.get(int(g), 0)
-            counts[int(g)] = sibling_rank[pos] + 1
-        del first_pos
+        _, group = np.unique(keys, return_inverse=True)
+        by_group = np.argsort(group, kind="stable")  # positions grouped, best first within each group
+        sorted_groups = group[by_group]
+        first_of_group = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+        group_sizes = np.diff(np.r_[first_of_group, len(sorted_groups)])
+        sibling_rank = np.empty(len(best), dtype=np.int64)
+        sibling_rank[by_group] = np.arange(len(sorted_groups)) - np.repeat(first_of_group, group_sizes)
         scores[code_idx[best]] = name_scores[best] * self.sibling_decay**sibling_rank
         best_segment[code_idx[best]] = sent_idx[best]
         return MatchResult(scores, best_segment, segments)

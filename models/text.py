@@ -46,6 +46,8 @@ def check_note(text: object) -> str:
 
 def fold(text: str) -> str:
     """Lower-case, strip accents and unify unicode forms (NFKD: ligatures such as "ﬁ" may grow)."""
+    if text.isascii():  # NFKD leaves ASCII as it is, and it has no combining marks
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.lower()

@@ -241,9 +241,9 @@ class TransformerCoder:
         return cls(settings, model, tokenizer, codes, code_systems)
 
     def coalesce(self, max_notes: int = 16, max_wait_ms: float = 2.0) -> Coalescer:
-        """From now on, concurrent calls from several threads share model passes (see `models.batching`)."""
+        """From now on, concurrent calls from several threads share encoder passes (see `models.batching`)."""
         self.close()
-        self._coalescer = Coalescer(self._note_rows, max_notes, max_wait_ms, name="transformer")
+        self._coalescer = Coalescer(self._shared_pass, max_notes, max_wait_ms, name="transformer")
         return self._coalescer
 
     def close(self) -> None:
@@ -254,33 +254,58 @@ class TransformerCoder:
 
     def logits_and_attention(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits (notes, codes), attention argmax token (notes, codes), token offsets) without grad."""
-        coalescer = self._coalescer
-        rows = coalescer(texts) if coalescer is not None else self._note_rows(texts)
+        rows = self._note_rows_later(texts)()
         return tuple(np.stack([row[part] for row in rows]) for part in range(3))  # type: ignore[return-value]
 
-    def _note_rows(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per note: (logits, attention argmax token, token offsets), from one pass over all `texts`."""
+    def _note_rows_later(self, texts: list[str]) -> Callable[[], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """Start the pass over `texts` (in the coalescer's thread while coalescing) and return the call that
+        finishes it in the caller's thread: per note (logits, attention argmax token, token offsets)."""
+        coalescer = self._coalescer
+        pending = coalescer.submit(texts) if coalescer is not None else None
+
+        def finish() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            shared = pending.result() if pending is not None else self._shared_pass(texts)
+            return [self._own_part(row) for row in shared]
+
+        return finish
+
+    def _shared_pass(self, texts: list[str]) -> list[tuple]:
+        """The part of scoring that gains from sharing a pass with other notes, per note.
+
+        The fast path shares the encoder only: per note (hidden states of its real tokens, each one's
+        position in the note's windows, token offsets), and each caller runs its own note's head in its
+        own thread (`_own_part`), so one thread's pass is not the bottleneck. PyTorch, the reference,
+        runs the whole model here: per note (logits, attention argmax token, token offsets).
+        """
         encoded = encode_notes(self.tokenizer, texts, self.settings)
+        if self.fast_encoder is not None:
+            with torch.inference_mode():
+                return list(zip(*self._fast_encode(encoded.input_ids, encoded.attention_mask), encoded.offsets))
         logits_out, argmax_out = [], []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 sl = slice(start, start + self.batch_size)
-                if self.fast_encoder is not None:
-                    logits, argmax = self._fast_forward(encoded.input_ids[sl], encoded.attention_mask[sl])
-                else:
-                    logits, attention = self.model(encoded.input_ids[sl], encoded.attention_mask[sl])
-                    argmax = attention.argmax(dim=-1)
+                logits, attention = self.model(encoded.input_ids[sl], encoded.attention_mask[sl])
                 logits_out.append(logits.float().numpy())
-                argmax_out.append(argmax.numpy())
+                argmax_out.append(attention.argmax(dim=-1).numpy())
         return list(zip(np.concatenate(logits_out), np.concatenate(argmax_out), encoded.offsets))
 
-    def _fast_forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ONNX encoder over the real tokens only, then the packed head. input_ids, mask (batch,
-        windows, tokens) -> logits (batch, labels), attention argmax as an index into windows * tokens.
+    def _own_part(self, row: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One note's (logits, attention argmax token, token offsets) from its `_shared_pass` row."""
+        if self.fast_encoder is None:
+            return row
+        hidden, positions, offsets = row
+        with torch.inference_mode():
+            logits, best = self.model.head.packed(torch.from_numpy(hidden), [len(hidden)], self.head_dtype)
+        return logits[0].numpy(), positions[best[0].numpy()], offsets
+
+    def _fast_encode(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The ONNX encoder over the real tokens only. input_ids, mask (batch, windows, tokens) -> per note,
+        the hidden states of its real tokens one window after another (tokens, hidden), and each token's
+        position as an index into windows * tokens.
 
         Windows are encoded in groups of similar length, each group trimmed to its longest window, so
-        padding costs at most `LENGTH_STEP` tokens per window; the head then sees each note's real tokens
-        one after another.
+        padding costs at most `LENGTH_STEP` tokens per window.
         """
         batch, windows, tokens = input_ids.shape
         flat_ids = input_ids.reshape(batch * windows, tokens).numpy()
@@ -295,32 +320,27 @@ class TransformerCoder:
             out = self.fast_encoder(flat_ids[rows, :width], flat_mask[rows, :width])
             for i, row in enumerate(rows):
                 encoded[row] = out[i, : lengths[row]]
-        pieces, note_lengths, positions = [], [], []
+        hidden, positions = [], []
         for note in range(batch):
             rows = [note * windows + k for k in range(windows) if lengths[note * windows + k]]
-            pieces += [encoded[row] for row in rows]
-            note_lengths.append(int(sum(lengths[row] for row in rows)))
+            hidden.append(np.concatenate([encoded[row] for row in rows]))
             positions.append(np.concatenate([(row - note * windows) * tokens + np.arange(lengths[row])
                                              for row in rows]))
-        hidden = torch.from_numpy(np.concatenate(pieces))
-        logits, best = self.model.head.packed(hidden, note_lengths, self.head_dtype)
-        argmax = torch.stack([torch.from_numpy(p)[b] for p, b in zip(positions, best)])
-        return logits, argmax
+        return hidden, positions
 
     def probs(self, texts: list[str]) -> np.ndarray:
         """Probabilities after the sigmoid, (notes, codes)."""
         return self.probs_later(texts)()
 
     def probs_later(self, texts: list[str]) -> Callable[[], np.ndarray]:
-        """Start `probs(texts)` and return the call that waits for it. While coalescing, the pass runs in
-        the coalescer's thread, so the caller can do other work meanwhile (the hybrid's other scorers)."""
+        """Start `probs(texts)` and return the call that waits for it. While coalescing, the shared pass runs
+        in the coalescer's thread, so the caller can do other work meanwhile (the hybrid's other scorers)."""
         if not texts:
             return lambda: np.zeros((0, len(self.codes)), dtype=np.float32)
-        coalescer = self._coalescer
-        pending = coalescer.submit(texts) if coalescer is not None else None
+        rows_later = self._note_rows_later(texts)
 
         def finish() -> np.ndarray:
-            rows = pending.result() if pending is not None else self._note_rows(texts)
+            rows = rows_later()
             for text, (_, argmax, offsets) in zip(texts, rows):
                 self._recent.put(text, (argmax, offsets))
             return 1.0 / (1.0 + np.exp(-np.stack([row[0] for row in rows])))

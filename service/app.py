@@ -121,7 +121,11 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.state.queue = ReviewQueue(sessions, lease_seconds=settings.claim_lease_seconds)
     app.state.audit_log = AuditLog(sessions)
     app.state.keys = KeyStore(sessions)
-    app.dependency_overrides[get_settings] = lambda: settings
+
+    async def these_settings() -> Settings:  # async: no worker-thread hop to hand over an object
+        return settings
+
+    app.dependency_overrides[get_settings] = these_settings
 
     if settings.cors_origins:
         # Closed unless configured: the workbench is served from the same origin and needs no CORS.

@@ -1,7 +1,9 @@
 """FastAPI dependencies: the parts a route needs, and who is calling.
 
 Every part lives on `app.state` (built once by `create_app`); a test swaps any of them with
-`app.dependency_overrides`.
+`app.dependency_overrides`. Dependencies that only look something up are `async`: FastAPI runs a plain
+function in a worker thread, a hop that costs more than the lookup. `authenticate` asks the database, so
+it stays in a thread.
 """
 
 from __future__ import annotations
@@ -22,19 +24,19 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 _bearer = HTTPBearer(auto_error=False, description="an API key as a bearer token (for Prometheus, say)")
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def get_queue(request: Request) -> ReviewQueue:
+async def get_queue(request: Request) -> ReviewQueue:
     return request.app.state.queue
 
 
-def get_audit_log(request: Request) -> AuditLog:
+async def get_audit_log(request: Request) -> AuditLog:
     return request.app.state.audit_log
 
 
-def get_keys(request: Request) -> KeyStore:
+async def get_keys(request: Request) -> KeyStore:
     return request.app.state.keys
 
 
@@ -45,7 +47,7 @@ KeysDep = Annotated[KeyStore, Depends(get_keys)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_predictor(registry: RegistryDep) -> Predictor:
+async def get_predictor(registry: RegistryDep) -> Predictor:
     """The model in service; 503 until one is loaded."""
     serving = registry.serving
     if serving is None:
@@ -76,7 +78,7 @@ def authenticate(
 def require(role: str):
     """A dependency that lets the given role (and admins) through, 403 for other roles."""
 
-    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.may(role):
             raise HTTPException(403, f"this needs the {role!r} role; the key {principal.name!r} has {principal.role!r}")
         return principal
