@@ -203,8 +203,19 @@ def bench_runtime(artifact: str, runtime: str, notes: list[tuple[str, str]], lev
     return result
 
 
+def cpu_model() -> str:
+    """This machine's CPU, as /proc/cpuinfo names it (benchmark figures depend on it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def format_results(results: list[RuntimeResult], artifact: str, n_notes: int) -> str:
-    lines = [(f"\nartifact {artifact}; {n_notes} CodiEsp dev notes per level, top_k {TOP_K}; medians of "
+    lines = [(f"\nartifact {artifact}; {cpu_model()}; {n_notes} CodiEsp dev notes per level, top_k {TOP_K}; medians of "
              "each level's requests; CPU in cores used by the server, and by this load generator, which runs "
              f"on the same machine (it has {os.cpu_count()})\n"),
              ("| runtime | clients | p50 ms | p95 ms | p99 ms | notes/s | CPU cores | client CPU cores | peak RSS MB "
