@@ -304,7 +304,7 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
             exported ONNX file (int8 when there is one; see `models.fast_encoder`); "auto": onnx when the
             artifact has the file, else torch.
         head_precision: the onnx path's label-attention products: "bfloat16", "float32", or "auto"
-            (bfloat16 where the CPU has it natively). The torch path is always float32.
+            (bfloat16 where the CPU has it natively and it is measured faster). The torch path is always float32.
 
     Raises:
         ArtifactError: naming the file that is missing, corrupt or inconsistent.

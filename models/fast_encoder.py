@@ -1,8 +1,8 @@
 """The transformer's fast path: its encoder exported to ONNX, int8-quantised, run by ONNX Runtime.
 
 The label-wise attention head stays in PyTorch (`LabelAttention.packed`: the notes' real tokens only,
-bf16 products where they are measured faster than fp32 on this CPU); only the encoder moves. Windows are encoded in groups of similar
-length, so padding costs little. The PyTorch path is the reference: `export_encoder` checks the exported
+bf16 products where they are measured faster than fp32 on this CPU); only the encoder moves. Windows are
+encoded in groups of similar length, so padding costs little. The PyTorch path is the reference: `export_encoder` checks the exported
 graph against it before it writes anything.
 """
 

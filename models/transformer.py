@@ -87,8 +87,9 @@ class LabelAttention(nn.Module):
         hidden (all tokens, hidden): the notes' tokens one after another, `lengths` tokens each (no
         padding, so no masking). Per note, two matrix products: scores = keys Uᵀ and values = hidden Wᵀ,
         because a code's logit Σₜ softmax(scores)ₜ (hₜ·w) equals (Σₜ aₜhₜ)·w, the
-        pooled form of `forward`. `dtype` bfloat16 runs both products in bf16 (about 4x faster where
-        the CPU has AVX512-BF16), with softmax and sums in fp32.
+        pooled form of `forward`. `dtype` bfloat16 runs both products in bf16 (4x faster on an AMD
+        EPYC with AVX512-BF16, slower on an Intel Xeon with it: see `fast_encoder.head_dtype`), with softmax
+        and sums in fp32.
 
         Returns logits (notes, labels) and, per note, the token its attention weighs most (notes, labels),
         counted from that note's first token.
@@ -218,7 +219,7 @@ class TransformerCoder:
         self.batch_size = batch_size
         self._recent = RecentResults()  # attention of recently scored notes, for their evidence
         self.fast_encoder = None  # an OnnxEncoder: the fast path (models.fast_encoder); None: PyTorch
-        self.head_dtype = torch.float32  # the fast path's head products; bfloat16 where the CPU has it
+        self.head_dtype = torch.float32  # the fast path's head products (fast_encoder.head_dtype)
         self._coalescer: Coalescer | None = None  # set by coalesce(): concurrent calls share passes
 
     @property
