@@ -38,7 +38,7 @@ from models.fast_encoder import (
     OnnxEncoder,
     export_encoder,
     fast_encoder_file,
-    head_dtype,
+    head_choice,
 )
 from models.hybrid import CodeStats, HybridCoder, HybridSettings, code_converter
 from models.linear import LinearCoder
@@ -261,7 +261,7 @@ def _build_transformer(
             raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
                                 f"`python -m training.export --artifact {root}` or use the torch runtime")
         coder.fast_encoder = OnnxEncoder(path)
-        coder.head_dtype = head_dtype(head_precision, coder.model.head.queries.shape[1])
+        coder.use_head(head_choice(head_precision))
     return coder
 
 
@@ -303,8 +303,8 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
         runtime: "torch" (the reference) or "onnx": the transformer's encoder runs from the artifact's
             exported ONNX file (int8 when there is one; see `models.fast_encoder`); "auto": onnx when the
             artifact has the file, else torch.
-        head_precision: the onnx path's label-attention products: "bfloat16", "float32", or "auto"
-            (bfloat16 where the CPU has it natively and it is measured faster). The torch path is always float32.
+        head_precision: the onnx path's label-attention head: "int8" (ONNX Runtime; "auto" is int8),
+            "float32" or "bfloat16" (PyTorch). The torch path is always float32 PyTorch.
 
     Raises:
         ArtifactError: naming the file that is missing, corrupt or inconsistent.
@@ -317,7 +317,7 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
     config = read_config(root)
     catalog = catalog or get_catalog()
     thresholds = Thresholds.from_dict(_read_json(root / "thresholds.json"))
-    head_dtype(head_precision)  # an unknown precision is refused whether or not a transformer is inside
+    head_choice(head_precision)  # an unknown precision is refused whether or not a transformer is inside
     scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog, runtime=runtime,
                                        head_precision=head_precision)
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))

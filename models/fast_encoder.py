@@ -1,17 +1,15 @@
 """The transformer's fast path: its encoder exported to ONNX, int8-quantised, run by ONNX Runtime.
 
-The label-wise attention head stays in PyTorch (`LabelAttention.packed`: the notes' real tokens only,
-bf16 products where they are measured faster than fp32 on this CPU); only the encoder moves. Windows are
-encoded in groups of similar length, so padding costs little. The PyTorch path is the reference: `export_encoder` checks the exported
+The label-wise attention head runs on each note's real tokens only: int8 in ONNX Runtime (`OnnxHead`, built
+from the weights at load), or PyTorch's `LabelAttention.packed` in fp32 or bf16. Windows are encoded in
+groups of similar length, so padding costs little. The PyTorch path is the reference: `export_encoder` checks the exported
 graph against it before it writes anything.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -22,12 +20,10 @@ from torch import nn
 from models.errors import ArtifactError
 
 RUNTIMES = ("auto", "torch", "onnx")  # auto: onnx when the artifact has an exported encoder
-# The fast path's head products: auto is bfloat16 where the CPU computes it natively (AVX512-BF16, AMX) and
-# a head-sized product runs at least BF16_MIN_GAIN times faster in it than in float32, measured when a model
-# loads; else float32. AVX512-BF16 alone does not make it faster: measured 4x faster on an AMD EPYC, 1.6x
-# slower on an Intel Xeon, both with the flag. The reference path is always float32.
-HEAD_PRECISIONS = ("auto", "float32", "bfloat16")
-BF16_MIN_GAIN = 1.25
+# The fast path's head: auto is int8 in ONNX Runtime (OnnxHead); float32 and bfloat16 run PyTorch's packed
+# head. bf16 is no safe default: measured 4x faster than fp32 on an AMD EPYC, 1.6x slower on an Intel Xeon,
+# both with AVX512-BF16. The reference path is always float32 PyTorch.
+HEAD_PRECISIONS = ("auto", "int8", "float32", "bfloat16")
 FP32_FILE = "encoder.onnx"
 INT8_FILE = "encoder.int8.onnx"
 # Encoders whose graph ONNX Runtime's transformer optimizer fuses (model_type "bert" covers them).
@@ -164,26 +160,31 @@ class OnnxEncoder:
     """An exported encoder in an ONNX Runtime session: (ids, mask) -> last hidden state, as numpy."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ONNX Runtime's threads otherwise spin after each run, taking the cores from the PyTorch head
-        # that runs next (on 2 cores that doubled the head's time).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=list(SLOW_FUSIONS))
-        except Exception as exc:
-            raise ArtifactError(f"{self.path}: not a loadable ONNX model ({type(exc).__name__})") from exc
+        self.session = _session(self.path, threads)
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """input_ids, attention_mask (windows, tokens) -> hidden (windows, tokens, hidden)."""
         return self.session.run(None, {"input_ids": input_ids.astype(np.int64),
                                        "attention_mask": attention_mask.astype(np.int64)})[0]
+
+
+def _session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session for the fast path. Raises ArtifactError for a file it cannot load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ONNX Runtime's threads otherwise spin after each run, taking the cores from the other work of the
+    # request threads (on 2 cores that doubled a PyTorch head's time).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(SLOW_FUSIONS))
+    except Exception as exc:
+        raise ArtifactError(f"{path}: not a loadable ONNX model ({type(exc).__name__})") from exc
 
 
 def fast_encoder_file(directory: str | Path, prefix: str = "", quantized: bool = True) -> Path | None:
@@ -196,44 +197,63 @@ def fast_encoder_file(directory: str | Path, prefix: str = "", quantized: bool =
     return None
 
 
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (otherwise bf16 is emulated, and slower than fp32)."""
-    cpu = torch.cpu
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-@functools.lru_cache(maxsize=8)
-def bf16_speedup(hidden: int = 384, tokens: int = 256, codes: int = 512, repeats: int = 7) -> float:
-    """How many times faster a head-sized product (tokens, hidden) x (hidden, codes) runs in bfloat16 than in
-    float32 on this CPU: the ratio of the medians of `repeats` timings (about 20 ms in all, once per process)."""
-    generator = torch.Generator().manual_seed(0)
-    left = torch.randn(tokens, hidden, generator=generator)
-    right = torch.randn(hidden, codes, generator=generator)
-
-    def median_seconds(dtype: torch.dtype) -> float:
-        a, b = left.to(dtype), right.to(dtype)
-        a @ b  # the first call sets up the kernel
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - started)
-        return float(np.median(times))
-
-    with torch.inference_mode():
-        return median_seconds(torch.float32) / median_seconds(torch.bfloat16)
-
-
-def head_dtype(precision: str, hidden: int = 384) -> torch.dtype:
-    """The dtype of the fast path's head products for a HEAD_PRECISIONS value (auto: measured for a head of
-    `hidden` features, see `BF16_MIN_GAIN`).
+def head_choice(precision: str) -> str:
+    """The head the fast path runs for a HEAD_PRECISIONS value: "int8" (ONNX Runtime), "float32" or "bfloat16"
+    (PyTorch). auto is int8.
 
     Raises:
         ArtifactError: an unknown precision.
     """
     if precision not in HEAD_PRECISIONS:
         raise ArtifactError(f"unknown head precision {precision!r}; expected one of {HEAD_PRECISIONS}")
-    if precision == "auto":
-        faster = native_bf16() and bf16_speedup(hidden) >= BF16_MIN_GAIN
-        return torch.bfloat16 if faster else torch.float32
-    return getattr(torch, precision)
+    return "int8" if precision == "auto" else precision
+
+
+class _OneNoteHead(nn.Module):
+    """`LabelAttention.packed` for one note, as a function the exporter traces: hidden (tokens, hidden) ->
+    logits (labels,), the token each code's attention weighs most (labels,)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = torch.tanh(self.head.project(hidden))
+        scores = keys @ self.head.queries.T  # (tokens, labels)
+        values = hidden @ self.head.out_weight.T  # (tokens, labels)
+        logits = (torch.softmax(scores, dim=0) * values).sum(0) + self.head.out_bias
+        return logits, scores.argmax(dim=0)
+
+
+class OnnxHead:
+    """The label-wise attention head, int8, in ONNX Runtime: built from the model's weights when it loads
+    (a second or two), so it always matches them. Its two products per note are dynamically quantised
+    (per-code weight scales), about twice as fast as fp32 PyTorch on the CPUs measured; see the README for
+    what it costs in MAP."""
+
+    def __init__(self, head: nn.Module, threads: int | None = None) -> None:
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        hidden = head.project.in_features
+        with tempfile.TemporaryDirectory(prefix="onnx-head-") as folder:
+            fp32, int8 = Path(folder) / "head.onnx", Path(folder) / "head.int8.onnx"
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+                torch.onnx.export(_OneNoteHead(head).eval(), (torch.zeros(8, hidden),), str(fp32),
+                                  input_names=["hidden"], output_names=["logits", "best"], opset_version=17,
+                                  dynamo=False, dynamic_axes={"hidden": {0: "tokens"}})
+            quantizer_log = logging.getLogger()  # the quantiser reports each tensor at INFO on the root logger
+            level = quantizer_log.level
+            quantizer_log.setLevel(max(level, logging.WARNING))
+            try:
+                quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+            finally:
+                quantizer_log.setLevel(level)
+            self.session = _session(int8, threads)
+
+    def __call__(self, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """hidden (tokens, hidden) of one note -> logits (labels,), best token per label (labels,)."""
+        logits, best = self.session.run(None, {"hidden": np.ascontiguousarray(hidden, dtype=np.float32)})
+        return logits, best

@@ -219,7 +219,8 @@ class TransformerCoder:
         self.batch_size = batch_size
         self._recent = RecentResults()  # attention of recently scored notes, for their evidence
         self.fast_encoder = None  # an OnnxEncoder: the fast path (models.fast_encoder); None: PyTorch
-        self.head_dtype = torch.float32  # the fast path's head products (fast_encoder.head_dtype)
+        self.head_dtype = torch.float32  # the fast path's PyTorch head products (fast_encoder.head_choice)
+        self.fast_head = None  # an OnnxHead: the fast path's int8 head; None: PyTorch's packed head
         self._coalescer: Coalescer | None = None  # set by coalesce(): concurrent calls share passes
 
     @property
@@ -240,6 +241,16 @@ class TransformerCoder:
         if settings.init_from_descriptions and descriptions:
             model.head.init_from(embed_texts(tokenizer, encoder, descriptions))
         return cls(settings, model, tokenizer, codes, code_systems)
+
+    def use_head(self, choice: str) -> None:
+        """The fast path's head: "int8" (ONNX Runtime, built now from the weights), "float32" or "bfloat16"
+        (PyTorch's packed head in that precision); see `models.fast_encoder.head_choice`."""
+        from models.fast_encoder import OnnxHead
+
+        if choice == "int8":
+            self.fast_head = OnnxHead(self.model.head)
+        else:
+            self.fast_head, self.head_dtype = None, getattr(torch, choice)
 
     def coalesce(self, max_notes: int = 16, max_wait_ms: float = 2.0) -> Coalescer:
         """From now on, concurrent calls from several threads share encoder passes (see `models.batching`)."""
@@ -296,6 +307,9 @@ class TransformerCoder:
         if self.fast_encoder is None:
             return row
         hidden, positions, offsets = row
+        if self.fast_head is not None:
+            logits, best = self.fast_head(hidden)
+            return logits, positions[best], offsets
         with torch.inference_mode():
             logits, best = self.model.head.packed(torch.from_numpy(hidden), [len(hidden)], self.head_dtype)
         return logits[0].numpy(), positions[best[0].numpy()], offsets

@@ -41,9 +41,9 @@ class Settings(BaseSettings):
         "auto", description="the transformer's runtime: onnx (the exported, int8 encoder), torch (the reference), "
         "auto (onnx when the artifact has the export)",
     )
-    head_precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="the onnx runtime's label-attention products: bfloat16, float32, or auto (bfloat16 "
-        "where the CPU computes it natively, AVX512-BF16 or AMX, and it is measured faster than float32 at load)",
+    head_precision: Literal["auto", "int8", "float32", "bfloat16"] = Field(
+        "auto", description="the onnx runtime's label-attention head: int8 (ONNX Runtime, built at load; auto is "
+        "int8), or float32 or bfloat16 (PyTorch)",
     )
     # Measured on 2 cores with the hybrid (8 clients), AMD EPYC, head in the encoder's thread (4eb4a5b): at
     # most 2 or 4 notes a pass gave about 26 and 25.5 notes/s, 8 about 24 (larger passes gain little on a
