@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from eval.load import StartError, percentile, running_server
 from eval.metrics import codiesp_map
+from models.fast_encoder import HEAD_PRECISIONS
 
 DEFAULT_NOTES = "../shared/datasets/codiesp/dev/text_files_en"
 TOP_K = 15
@@ -179,12 +180,13 @@ def _map(gold: dict[str, dict[str, list[str]]], codes: dict[str, list[dict]], sy
 
 
 def bench_runtime(artifact: str, runtime: str, notes: list[tuple[str, str]], levels: list[int],
-                  gold: dict, workers: int, progress: bool) -> RuntimeResult:
+                  gold: dict, workers: int, progress: bool, head_precision: str = "auto") -> RuntimeResult:
     """One server on `runtime`: start-up, every concurrency level, and MAP from the single-client pass."""
     with tempfile.TemporaryDirectory(prefix="coder-bench-") as tmp:
         started = time.perf_counter()
         with running_server(f"sqlite:///{tmp}/bench.db", workers, "bench-admin", ready_timeout=900,
-                            artifact=artifact, runtime=runtime, valid_codes_only="false") as server:
+                            artifact=artifact, runtime=runtime, valid_codes_only="false",
+                            head_precision=head_precision) as server:
             result = RuntimeResult(runtime, time.perf_counter() - started, _rss_mb(server.process.pid))
             key = httpx.post(f"{server.base_url}/v1/keys", headers={"X-API-Key": server.admin_key},
                              json={"name": "bench-ehr", "role": "ehr"}, timeout=30).json()["key"]
@@ -251,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--runtimes", nargs="+", default=["onnx", "torch"], choices=["onnx", "torch"])
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the server")
+    parser.add_argument("--head-precision", default="auto", choices=HEAD_PRECISIONS,
+                        help="the onnx runtime's head (CODER_HEAD_PRECISION of the server)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for runtime in args.runtimes:
             results.append(bench_runtime(str(Path(args.artifact).resolve()), runtime, notes, args.clients, gold,
-                                         args.workers, not args.quiet))
+                                         args.workers, not args.quiet, args.head_precision))
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
