@@ -1,9 +1,9 @@
 """The transformer's fast path: its encoder exported to ONNX, int8-quantised, run by ONNX Runtime.
 
-The label-wise attention head runs on each note's real tokens only: int8 in ONNX Runtime (`OnnxHead`, built
-from the weights at load), or PyTorch's `LabelAttention.packed` in fp32 or bf16. Windows are encoded in
-groups of similar length, so padding costs little. The PyTorch path is the reference: `export_encoder` checks the exported
-graph against it before it writes anything.
+The label-wise attention head runs on each note's real tokens only: int8 in ONNX Runtime (`OnnxHead`,
+built from the weights at load), or PyTorch's `LabelAttention.packed` in fp32 or bf16. Windows are
+encoded in groups of similar length, so padding costs little. The PyTorch path is the reference:
+`export_encoder` checks the exported graph against it before it writes anything.
 """
 
 from __future__ import annotations
@@ -244,9 +244,11 @@ class OnnxHead:
                 torch.onnx.export(_OneNoteHead(head).eval(), (torch.zeros(8, hidden),), str(fp32),
                                   input_names=["hidden"], output_names=["logits", "best"], opset_version=17,
                                   dynamo=False, dynamic_axes={"hidden": {0: "tokens"}})
-            quantizer_log = logging.getLogger()  # the quantiser reports each tensor at INFO on the root logger
+            # The quantiser reports each tensor at INFO, and advises pre-processing at WARNING, on the root
+            # logger: noise in the service's log at every model load.
+            quantizer_log = logging.getLogger()
             level = quantizer_log.level
-            quantizer_log.setLevel(max(level, logging.WARNING))
+            quantizer_log.setLevel(max(level, logging.ERROR))
             try:
                 quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
             finally:

@@ -88,7 +88,7 @@ class LabelAttention(nn.Module):
         padding, so no masking). Per note, two matrix products: scores = keys Uᵀ and values = hidden Wᵀ,
         because a code's logit Σₜ softmax(scores)ₜ (hₜ·w) equals (Σₜ aₜhₜ)·w, the
         pooled form of `forward`. `dtype` bfloat16 runs both products in bf16 (4x faster on an AMD
-        EPYC with AVX512-BF16, slower on an Intel Xeon with it: see `fast_encoder.head_dtype`), with softmax
+        EPYC with AVX512-BF16, slower on an Intel Xeon with it: see `fast_encoder.HEAD_PRECISIONS`), with softmax
         and sums in fp32.
 
         Returns logits (notes, labels) and, per note, the token its attention weighs most (notes, labels),
@@ -291,8 +291,13 @@ class TransformerCoder:
         """
         encoded = encode_notes(self.tokenizer, texts, self.settings)
         if self.fast_encoder is not None:
-            with torch.inference_mode():
-                return list(zip(*self._fast_encode(encoded.input_ids, encoded.attention_mask), encoded.offsets))
+            hidden, positions = [], []
+            for start in range(0, len(texts), self.batch_size):  # bounded memory for a long list of notes
+                sl = slice(start, start + self.batch_size)
+                batch_hidden, batch_positions = self._fast_encode(encoded.input_ids[sl], encoded.attention_mask[sl])
+                hidden += batch_hidden
+                positions += batch_positions
+            return list(zip(hidden, positions, encoded.offsets))
         logits_out, argmax_out = [], []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
