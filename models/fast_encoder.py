@@ -8,9 +8,13 @@ encoded in groups of similar length, so padding costs little. The PyTorch path i
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,7 @@ FUSABLE = ("bert", "roberta", "xlm-roberta", "camembert")
 # (measured 24.5 -> 18-21 ms for 2 windows of 256 tokens, 2 threads).
 SLOW_FUSIONS = ("SkipLayerNormFusion",)
 FP32_FFN_LAYERS = 1  # see _kept_in_fp32
+_QUANTIZER_LOCK = threading.Lock()
 
 
 class _LastHidden(nn.Module):
@@ -84,9 +89,10 @@ def export_encoder(encoder: nn.Module, directory: str | Path, prefix: str = "", 
         if quantize:
             int8 = tmp / f"{prefix}{INT8_FILE}"
             # Shape inference cannot type the outputs of the fused (contrib) nodes; they are all float.
-            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                             nodes_to_exclude=_kept_in_fp32(onnx.load(str(fp32))),
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            with _quiet_quantizer():
+                quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+                                 nodes_to_exclude=_kept_in_fp32(onnx.load(str(fp32))),
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             outputs.append(int8)
         for path in outputs:
             final = directory / path.name
@@ -210,19 +216,29 @@ def head_choice(precision: str) -> str:
 
 
 class _OneNoteHead(nn.Module):
-    """`LabelAttention.packed` for one note, as a function the exporter traces: hidden (tokens, hidden) ->
-    logits (labels,), the token each code's attention weighs most (labels,)."""
+    """`LabelAttention.one_note` as a module the exporter traces."""
 
     def __init__(self, head: nn.Module) -> None:
         super().__init__()
         self.head = head
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keys = torch.tanh(self.head.project(hidden))
-        scores = keys @ self.head.queries.T  # (tokens, labels)
-        values = hidden @ self.head.out_weight.T  # (tokens, labels)
-        logits = (torch.softmax(scores, dim=0) * values).sum(0) + self.head.out_bias
-        return logits, scores.argmax(dim=0)
+        return self.head.one_note(hidden)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantiser reports each tensor at INFO, and advises pre-processing at WARNING, on the
+    root logger: noise in a training run's and the service's log. Raised to ERROR meanwhile (one
+    quantisation at a time, so that concurrent ones restore the right level)."""
+    with _QUANTIZER_LOCK:
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))
+        try:
+            yield
+        finally:
+            root.setLevel(level)
 
 
 class OnnxHead:
@@ -232,8 +248,6 @@ class OnnxHead:
     what it costs in MAP."""
 
     def __init__(self, head: nn.Module, threads: int | None = None) -> None:
-        import logging
-
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         hidden = head.project.in_features
@@ -244,15 +258,8 @@ class OnnxHead:
                 torch.onnx.export(_OneNoteHead(head).eval(), (torch.zeros(8, hidden),), str(fp32),
                                   input_names=["hidden"], output_names=["logits", "best"], opset_version=17,
                                   dynamo=False, dynamic_axes={"hidden": {0: "tokens"}})
-            # The quantiser reports each tensor at INFO, and advises pre-processing at WARNING, on the root
-            # logger: noise in the service's log at every model load.
-            quantizer_log = logging.getLogger()
-            level = quantizer_log.level
-            quantizer_log.setLevel(max(level, logging.ERROR))
-            try:
+            with _quiet_quantizer():
                 quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
-            finally:
-                quantizer_log.setLevel(level)
             self.session = _session(int8, threads)
 
     def __call__(self, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -111,6 +111,15 @@ class LabelAttention(nn.Module):
                 logits[note, codes] = (torch.softmax(scores, dim=0) * values).sum(0)
         return logits + self.out_bias, best
 
+    def one_note(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`packed` for one note in fp32, all codes at once (the form the int8 head is exported from):
+        hidden (tokens, hidden) -> logits (labels,), the token each code's attention weighs most (labels,)."""
+        keys = torch.tanh(self.project(hidden))
+        scores = keys @ self.queries.T  # (tokens, labels)
+        values = hidden @ self.out_weight.T  # (tokens, labels)
+        logits = (torch.softmax(scores, dim=0) * values).sum(0) + self.out_bias
+        return logits, scores.argmax(dim=0)
+
     def _cast_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Uᵀ and Wᵀ in `dtype`, cast once and kept until the parameters change."""
         key = (dtype, self.queries._version, self.out_weight._version,

@@ -97,3 +97,7 @@ def test_the_packed_head_gives_the_padded_heads_logits_and_argmax() -> None:
         torch.testing.assert_close(bf16_logits, logits, atol=0.1, rtol=0.05)
         assert not torch.equal(bf16_logits, packed_logits)  # it did run in bf16
         assert (bf16_best == best).float().mean() > 0.9
+        for note, n in enumerate(lengths):  # the one-note form the int8 head is exported from
+            one_logits, one_best = head.one_note(hidden[note, :n])
+            torch.testing.assert_close(one_logits, logits[note], atol=1e-5, rtol=1e-5)
+            assert torch.equal(one_best, best[note])
