@@ -180,13 +180,18 @@ def _map(gold: dict[str, dict[str, list[str]]], codes: dict[str, list[dict]], sy
 
 
 def bench_runtime(artifact: str, runtime: str, notes: list[tuple[str, str]], levels: list[int],
-                  gold: dict, workers: int, progress: bool, head_precision: str = "auto") -> RuntimeResult:
-    """One server on `runtime`: start-up, every concurrency level, and MAP from the single-client pass."""
+                  gold: dict, workers: int, progress: bool, head_precision: str = "auto",
+                  passes: dict[str, str] | None = None) -> RuntimeResult:
+    """One server on `runtime`: start-up, every concurrency level, and MAP from the single-client pass.
+
+    `passes` are more CODER_* settings of the server (`batch_max_notes`, `batch_wait_ms`); the rest keep its
+    defaults.
+    """
     with tempfile.TemporaryDirectory(prefix="coder-bench-") as tmp:
         started = time.perf_counter()
         with running_server(f"sqlite:///{tmp}/bench.db", workers, "bench-admin", ready_timeout=900,
                             artifact=artifact, runtime=runtime, valid_codes_only="false",
-                            head_precision=head_precision) as server:
+                            head_precision=head_precision, **(passes or {})) as server:
             result = RuntimeResult(runtime, time.perf_counter() - started, _rss_mb(server.process.pid))
             key = httpx.post(f"{server.base_url}/v1/keys", headers={"X-API-Key": server.admin_key},
                              json={"name": "bench-ehr", "role": "ehr"}, timeout=30).json()["key"]
@@ -216,10 +221,13 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
-def format_results(results: list[RuntimeResult], artifact: str, n_notes: int) -> str:
+def format_results(results: list[RuntimeResult], artifact: str, n_notes: int,
+                   settings: dict[str, str] | None = None) -> str:
+    """The report; `settings` are the CODER_* settings the servers were given beyond their defaults."""
+    given = ", ".join(f"CODER_{name.upper()}={value}" for name, value in (settings or {}).items())
     lines = [(f"\nartifact {artifact}; {cpu_model()}; {n_notes} CodiEsp dev notes per level, top_k {TOP_K}; medians of "
              "each level's requests; CPU in cores used by the server, and by this load generator, which runs "
-             f"on the same machine (it has {os.cpu_count()})\n"),
+             f"on the same machine (it has {os.cpu_count()}); server settings: {given or 'defaults'}\n"),
              ("| runtime | clients | p50 ms | p95 ms | p99 ms | notes/s | CPU cores | client CPU cores | peak RSS MB "
               "| errors |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -255,9 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the server")
     parser.add_argument("--head-precision", default="auto", choices=HEAD_PRECISIONS,
                         help="the onnx runtime's head (CODER_HEAD_PRECISION of the server)")
+    parser.add_argument("--batch-max-notes", type=int,
+                        help="most notes sharing one encoder pass (CODER_BATCH_MAX_NOTES; default: the server's)")
+    parser.add_argument("--batch-wait-ms", type=float,
+                        help="how long a note waits for others (CODER_BATCH_WAIT_MS; default: the server's)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.batch_max_notes is not None and args.batch_max_notes < 1:
+        parser.error(f"--batch-max-notes must be at least 1, got {args.batch_max_notes}")
+    if args.batch_wait_ms is not None and args.batch_wait_ms < 0:
+        parser.error(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}")
+    passes = {name: str(value) for name, value in (("batch_max_notes", args.batch_max_notes),
+                                                   ("batch_wait_ms", args.batch_wait_ms)) if value is not None}
     notes_dir = Path(args.notes)
     paths = sorted(notes_dir.glob("*.txt"))[: args.limit]
     if not paths:
@@ -269,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for runtime in args.runtimes:
             results.append(bench_runtime(str(Path(args.artifact).resolve()), runtime, notes, args.clients, gold,
-                                         args.workers, not args.quiet, args.head_precision))
+                                         args.workers, not args.quiet, args.head_precision, passes))
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_results(results, args.artifact, len(notes)))
+    given = {"head_precision": args.head_precision} if args.head_precision != "auto" else {}
+    print(format_results(results, args.artifact, len(notes), {**given, **passes}))
     if args.json:
         args.json.write_text(json.dumps([{
             "runtime": r.runtime, "startup_s": r.startup_s, "rss_after_start_mb": r.rss_after_start_mb,
