@@ -285,8 +285,11 @@ class TransformerCoder:
         pending = coalescer.submit(texts) if coalescer is not None else None
 
         def finish() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-            shared = pending.result() if pending is not None else self._shared_pass(texts)
-            return [self._own_part(row) for row in shared]
+            if pending is not None:
+                return [self._own_part(row) for row in pending.result()]
+            # One slice at a time, so a long list keeps only one slice's hidden states (fast path).
+            return [self._own_part(row) for start in range(0, len(texts), self.batch_size)
+                    for row in self._shared_pass(texts[start:start + self.batch_size])]
 
         return finish
 
@@ -301,7 +304,7 @@ class TransformerCoder:
         encoded = encode_notes(self.tokenizer, texts, self.settings)
         if self.fast_encoder is not None:
             hidden, positions = [], []
-            for start in range(0, len(texts), self.batch_size):  # bounded memory for a long list of notes
+            for start in range(0, len(texts), self.batch_size):  # encoder runs of batch_size notes
                 sl = slice(start, start + self.batch_size)
                 batch_hidden, batch_positions = self._fast_encode(encoded.input_ids[sl], encoded.attention_mask[sl])
                 hidden += batch_hidden

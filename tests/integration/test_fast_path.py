@@ -33,7 +33,8 @@ def artifact(tiny_encoder_dir: Path, catalog: Catalog, tmp_path: Path) -> Path:
     return save_artifact(tmp_path / "tiny-transformer", coder, Thresholds(), model_version="tiny-transformer")
 
 
-def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path) -> None:
+def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     written = export_fast_path(artifact)
     assert {p.name for p in written} == {FP32_FILE, INT8_FILE}
     # The first layers' feed-forward output projections stay fp32 in the int8 graph (MAP, see _kept_in_fp32).
@@ -52,6 +53,13 @@ def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path) -
     assert (ref_argmax == fast_argmax).mean() > 0.99
     for d, text in enumerate(NOTES):
         assert fast.evidence(text, [0, 1]) == reference.evidence(text, [0, 1])
+    # A list longer than batch_size is encoded and finished one slice at a time (bounded memory).
+    passes: list[int] = []
+    shared_pass = fast._shared_pass
+    monkeypatch.setattr(fast, "_shared_pass", lambda texts: passes.append(len(texts)) or shared_pass(texts))
+    monkeypatch.setattr(fast, "batch_size", 2)
+    np.testing.assert_allclose(fast.probs(NOTES), reference.probs(NOTES), atol=1e-4)
+    assert passes == [2, 1]
     (artifact / "int8.aside").rename(artifact / INT8_FILE)
     quantized = load_artifact(artifact, runtime="onnx", head_precision="bfloat16").scorer
     assert quantized.fast_encoder.path.name == INT8_FILE and quantized.head_dtype == torch.bfloat16
