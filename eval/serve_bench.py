@@ -1,18 +1,21 @@
 """`python -m eval.serve_bench`: the real server over HTTP, fast path and reference path side by side.
 
 For each runtime (by default `onnx`, the fast path, then `torch`, the PyTorch reference) it starts
-`python -m service` on the artifact, measures its start-up time (process start to ready: model loaded and
-warmed up) and memory, then drives it with 1, 8 and 32 concurrent clients posting real notes (CodiEsp
-dev English) and prints, per runtime and concurrency: p50/p95/p99 latency, notes per second, the CPU the
-server used (cores), the CPU of this load generator (it shares the machine) and the server's peak memory;
-the fast path's throughput over the reference's; and the CodiEsp MAP of both on the same notes (from the
-single-client pass), so the cost of the fast path in quality is in the same table.
+`python -m service` on the artifact and measures its start-up time (process start to ready: model loaded
+and warmed up) and memory. With all the servers up, it then runs rounds (3 by default): in each, every
+runtime in turn is driven with 1, 8 and 32 concurrent clients posting real notes (CodiEsp dev English),
+so a drift of the machine's speed touches both runtimes alike. It prints, per runtime and concurrency:
+p50/p95/p99 latency, notes per second (the median of the rounds, and each round's), the CPU the server
+used (cores), the CPU of this load generator (it shares the machine) and the server's peak memory; the
+fast path's throughput over the reference's; and the CodiEsp MAP of both on the same notes (from the
+first single-client pass), so the cost of the fast path in quality is in the same table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -105,6 +108,8 @@ class Level:
     peak_rss_mb: float
     errors: int
     client_cores: float = 0.0  # the load generator's own CPU: it runs on the same machine
+    round_no: int = 0
+    idle_cores: float = 0.0  # the CPU of the other runtimes' servers meanwhile (idle, but on the machine)
 
     @property
     def notes_per_s(self) -> float:
@@ -179,35 +184,50 @@ def _map(gold: dict[str, dict[str, list[str]]], codes: dict[str, list[dict]], sy
     return codiesp_map(gold[system], {doc: r for doc, r in ranked.items() if r})
 
 
-def bench_runtime(artifact: str, runtime: str, notes: list[tuple[str, str]], levels: list[int],
-                  gold: dict, workers: int, progress: bool, head_precision: str = "auto",
-                  passes: dict[str, str] | None = None) -> RuntimeResult:
-    """One server on `runtime`: start-up, every concurrency level, and MAP from the single-client pass.
+def bench_runtimes(artifact: str, runtimes: list[str], notes: list[tuple[str, str]], levels: list[int],
+                   gold: dict, workers: int, progress: bool, head_precision: str = "auto",
+                   passes: dict[str, str] | None = None, rounds: int = 1) -> list[RuntimeResult]:
+    """One server per runtime, started one after the other (start-up time and memory of each alone), then
+    all running side by side while `rounds` rounds drive them in turn: in each round, every runtime takes
+    every concurrency level. Alternating keeps a drift of the machine's speed from favouring one runtime.
+    MAP comes from each runtime's first single-client pass.
 
-    `passes` are more CODER_* settings of the server (`batch_max_notes`, `batch_wait_ms`); the rest keep its
-    defaults.
+    `passes` are more CODER_* settings of the servers (`batch_max_notes`, `batch_wait_ms`); the rest keep
+    their defaults.
     """
-    with tempfile.TemporaryDirectory(prefix="coder-bench-") as tmp:
-        started = time.perf_counter()
-        with running_server(f"sqlite:///{tmp}/bench.db", workers, "bench-admin", ready_timeout=900,
-                            artifact=artifact, runtime=runtime, valid_codes_only="false",
-                            head_precision=head_precision, **(passes or {})) as server:
-            result = RuntimeResult(runtime, time.perf_counter() - started, _rss_mb(server.process.pid))
-            key = httpx.post(f"{server.base_url}/v1/keys", headers={"X-API-Key": server.admin_key},
-                             json={"name": "bench-ehr", "role": "ehr"}, timeout=30).json()["key"]
+    results: list[RuntimeResult] = []
+    with contextlib.ExitStack() as stack:
+        servers, keys = [], []
+        for runtime in runtimes:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="coder-bench-"))
+            started = time.perf_counter()
+            server = stack.enter_context(running_server(
+                f"sqlite:///{tmp}/bench.db", workers, "bench-admin", ready_timeout=900, artifact=artifact,
+                runtime=runtime, valid_codes_only="false", head_precision=head_precision, **(passes or {})))
+            results.append(RuntimeResult(runtime, time.perf_counter() - started, _rss_mb(server.process.pid)))
+            keys.append(httpx.post(f"{server.base_url}/v1/keys", headers={"X-API-Key": server.admin_key},
+                                   json={"name": "bench-ehr", "role": "ehr"}, timeout=30).json()["key"])
             # Warm the HTTP path and the allocator; these notes are not timed.
-            asyncio.run(_drive(server.base_url, key, notes[:4], 1, False, "warm-up"))
-            for clients in levels:
-                cpu_before, client_before = _cpu_seconds(server.process.pid), time.process_time()
-                with _PeakMemory(server.process.pid) as memory:
-                    latencies, wall, errors, codes = asyncio.run(
-                        _drive(server.base_url, key, notes, clients, progress, f"{runtime} x{clients}"))
-                cpu = (_cpu_seconds(server.process.pid) - cpu_before) / wall
-                client = (time.process_time() - client_before) / wall
-                result.levels.append(Level(runtime, clients, latencies, wall, cpu, memory.peak, errors, client))
-                if clients == 1:
-                    result.map_d, result.map_p = _map(gold, codes, "ICD-10-CM"), _map(gold, codes, "ICD-10-PCS")
-    return result
+            asyncio.run(_drive(server.base_url, keys[-1], notes[:4], 1, False, "warm-up"))
+            servers.append(server)
+        for round_no in range(rounds):
+            for result, server, key in zip(results, servers, keys):
+                for clients in levels:
+                    label = f"{result.runtime} x{clients}" + (f" round {round_no + 1}/{rounds}" if rounds > 1 else "")
+                    others = [s.process.pid for s in servers if s is not server]
+                    cpu_before, client_before = _cpu_seconds(server.process.pid), time.process_time()
+                    idle_before = sum(_cpu_seconds(pid) for pid in others)
+                    with _PeakMemory(server.process.pid) as memory:
+                        latencies, wall, errors, codes = asyncio.run(
+                            _drive(server.base_url, key, notes, clients, progress, label))
+                    cpu = (_cpu_seconds(server.process.pid) - cpu_before) / wall
+                    client = (time.process_time() - client_before) / wall
+                    idle = (sum(_cpu_seconds(pid) for pid in others) - idle_before) / wall
+                    result.levels.append(Level(result.runtime, clients, latencies, wall, cpu, memory.peak, errors,
+                                               client, round_no, idle))
+                    if clients == 1 and round_no == 0:
+                        result.map_d, result.map_p = _map(gold, codes, "ICD-10-CM"), _map(gold, codes, "ICD-10-PCS")
+    return results
 
 
 def cpu_model() -> str:
@@ -221,27 +241,56 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
+def _by_clients(result: RuntimeResult) -> dict[int, list[Level]]:
+    """A runtime's levels grouped by concurrency (one Level per round), in the order they were driven."""
+    grouped: dict[int, list[Level]] = {}
+    for level in result.levels:
+        grouped.setdefault(level.clients, []).append(level)
+    return grouped
+
+
+def summary(levels: list[Level]) -> dict[str, float]:
+    """One concurrency level over its rounds: latency percentiles of all their requests, and the medians
+    of the rounds' throughput and CPU; the highest peak memory."""
+    latencies = [ms for level in levels for ms in level.latencies_ms]
+    return {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+            "p99_ms": percentile(latencies, 99),
+            "notes_per_s": statistics.median(level.notes_per_s for level in levels),
+            "cpu_cores": statistics.median(level.cpu_cores for level in levels),
+            "client_cpu_cores": statistics.median(level.client_cores for level in levels),
+            "idle_server_cpu_cores": max(level.idle_cores for level in levels),
+            "peak_rss_mb": max(level.peak_rss_mb for level in levels),
+            "errors": sum(level.errors for level in levels)}
+
+
 def format_results(results: list[RuntimeResult], artifact: str, n_notes: int,
                    settings: dict[str, str] | None = None) -> str:
     """The report; `settings` are the CODER_* settings the servers were given beyond their defaults."""
     given = ", ".join(f"CODER_{name.upper()}={value}" for name, value in (settings or {}).items())
-    lines = [(f"\nartifact {artifact}; {cpu_model()}; {n_notes} CodiEsp dev notes per level, top_k {TOP_K}; medians of "
-             "each level's requests; CPU in cores used by the server, and by this load generator, which runs "
-             f"on the same machine (it has {os.cpu_count()}); server settings: {given or 'defaults'}\n"),
+    rounds = max((len(group) for r in results for group in _by_clients(r).values()), default=1)
+    lines = [(f"\nartifact {artifact}; {cpu_model()}; {n_notes} CodiEsp dev notes per level, top_k {TOP_K}; "
+              f"{rounds} round(s), the runtimes taking turns; latency percentiles of all the level's requests, "
+              "notes/s and CPU the medians of its rounds; CPU in cores used by the server, and by this load "
+              f"generator, which runs on the same machine (it has {os.cpu_count()}); server settings: "
+              f"{given or 'defaults'}\n"),
              ("| runtime | clients | p50 ms | p95 ms | p99 ms | notes/s | CPU cores | client CPU cores | peak RSS MB "
-              "| errors |"),
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| errors |" + (" notes/s by round |" if rounds > 1 else "")),
+             "| --- " * (10 + (rounds > 1)) + "|"]
     for result in results:
-        for level in result.levels:
-            lat = level.latencies_ms
-            lines.append(f"| {result.runtime} | {level.clients} | {percentile(lat, 50):.1f} | "
-                         f"{percentile(lat, 95):.1f} | {percentile(lat, 99):.1f} | {level.notes_per_s:.1f} | "
-                         f"{level.cpu_cores:.2f} | {level.client_cores:.2f} | {level.peak_rss_mb:.0f} | {level.errors} |")
+        for clients, levels in _by_clients(result).items():
+            row = summary(levels)
+            lines.append(f"| {result.runtime} | {clients} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
+                         f"{row['p99_ms']:.1f} | {row['notes_per_s']:.1f} | {row['cpu_cores']:.2f} | "
+                         f"{row['client_cpu_cores']:.2f} | {row['peak_rss_mb']:.0f} | {row['errors']} |"
+                         + (f" {', '.join(f'{lv.notes_per_s:.1f}' for lv in levels)} |" if rounds > 1 else ""))
     if len(results) == 2:
-        fast, ref = results
-        lines += ["", f"| clients | {fast.runtime} / {ref.runtime} throughput |", "| --- | --- |"]
-        for a, b in zip(fast.levels, ref.levels):
-            lines.append(f"| {a.clients} | {a.notes_per_s / b.notes_per_s:.2f}x |")
+        fast, ref = (_by_clients(r) for r in results)
+        lines += ["", f"| clients | {results[0].runtime} / {results[1].runtime} throughput |"
+                  + (" by round |" if rounds > 1 else ""), "| --- | --- |" + (" --- |" if rounds > 1 else "")]
+        for clients in [c for c in fast if c in ref]:
+            ratio = summary(fast[clients])["notes_per_s"] / summary(ref[clients])["notes_per_s"]
+            by_round = ", ".join(f"{a.notes_per_s / b.notes_per_s:.2f}x" for a, b in zip(fast[clients], ref[clients]))
+            lines.append(f"| {clients} | {ratio:.2f}x |" + (f" {by_round} |" if rounds > 1 else ""))
     lines += ["", "| runtime | start-up to ready (s) | RSS after start (MB) | MAP D | MAP P |",
               "| --- | --- | --- | --- | --- |"]
     for result in results:
@@ -250,6 +299,9 @@ def format_results(results: list[RuntimeResult], artifact: str, n_notes: int,
     if len(results) == 2:
         lines.append(f"\nMAP change of {results[0].runtime} against {results[1].runtime}: "
                      f"D {results[0].map_d - results[1].map_d:+.4f}, P {results[0].map_p - results[1].map_p:+.4f}")
+    if len(results) > 1:
+        idle = max(lv.idle_cores for r in results for lv in r.levels)
+        lines.append(f"The servers not being driven used at most {idle:.2f} cores meanwhile.")
     return "\n".join(lines)
 
 
@@ -267,9 +319,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="most notes sharing one encoder pass (CODER_BATCH_MAX_NOTES; default: the server's)")
     parser.add_argument("--batch-wait-ms", type=float,
                         help="how long a note waits for others (CODER_BATCH_WAIT_MS; default: the server's)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over the levels, the runtimes taking turns; the report gives their medians")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.batch_max_notes is not None and args.batch_max_notes < 1:
         parser.error(f"--batch-max-notes must be at least 1, got {args.batch_max_notes}")
     if args.batch_wait_ms is not None and args.batch_wait_ms < 0:
@@ -283,11 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     notes = [(p.stem, p.read_text(encoding="utf-8")) for p in paths]
     gold = _gold(notes_dir)
-    results = []
     try:
-        for runtime in args.runtimes:
-            results.append(bench_runtime(str(Path(args.artifact).resolve()), runtime, notes, args.clients, gold,
-                                         args.workers, not args.quiet, args.head_precision, passes))
+        results = bench_runtimes(str(Path(args.artifact).resolve()), args.runtimes, notes, args.clients, gold,
+                                 args.workers, not args.quiet, args.head_precision, passes, args.rounds)
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -297,12 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps([{
             "runtime": r.runtime, "startup_s": r.startup_s, "rss_after_start_mb": r.rss_after_start_mb,
             "map_d": r.map_d, "map_p": r.map_p,
-            "levels": [{"clients": lv.clients, "p50_ms": percentile(lv.latencies_ms, 50),
-                        "p95_ms": percentile(lv.latencies_ms, 95), "p99_ms": percentile(lv.latencies_ms, 99),
-                        "notes_per_s": lv.notes_per_s, "cpu_cores": lv.cpu_cores, "client_cpu_cores": lv.client_cores,
-                        "peak_rss_mb": lv.peak_rss_mb,
-                        "errors": lv.errors, "median_ms": statistics.median(lv.latencies_ms)
-                        if lv.latencies_ms else None} for lv in r.levels],
+            "levels": [{"clients": clients, **summary(levels),
+                        "rounds": [{"notes_per_s": lv.notes_per_s, "cpu_cores": lv.cpu_cores,
+                                    "p50_ms": percentile(lv.latencies_ms, 50), "errors": lv.errors}
+                                   for lv in levels]}
+                       for clients, levels in _by_clients(r).items()],
         } for r in results], indent=2), encoding="utf-8")
     return 0 if all(lv.errors == 0 for r in results for lv in r.levels) else 1
 

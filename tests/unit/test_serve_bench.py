@@ -43,3 +43,20 @@ def test_bad_pass_settings_are_refused_before_any_server_starts(argv: list[str],
         main(["--artifact", "nowhere", *argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_rounds_give_medians_with_each_round_and_each_rounds_ratio() -> None:
+    fast, ref = _result("onnx", 20.0, 0.44), _result("torch", 8.0, 0.45)
+    for result, rates in ((fast, (30.0, 25.0)), (ref, (10.0, 10.0))):
+        for round_no, rate in enumerate(rates, start=1):
+            result.levels.append(Level(result.runtime, 8, [50.0] * 100, 100 / rate, cpu_cores=1.7,
+                                       peak_rss_mb=1600.0 + round_no, errors=round_no - 1, client_cores=0.05,
+                                       round_no=round_no, idle_cores=0.01 * round_no))
+    text = format_results([fast, ref], "artifacts/x", 100)
+    assert "3 round(s)" in text
+    # 8 clients: rounds at 20, 30 and 25 notes/s -> median 25. The percentiles pool all 300 requests (40..139
+    # ms and 200 of 50 ms: p95 and p99 are the 285th and 297th, 124 and 136); the most memory; all errors.
+    assert "| onnx | 8 | 50.0 | 124.0 | 136.0 | 25.0 | 1.70 | 0.05 | 1602 | 1 | 20.0, 30.0, 25.0 |" in text
+    assert "| onnx | 1 | 89.0 | 134.0 | 138.0 | 20.0 |" in text  # one round of a level: its own figures
+    assert "| 8 | 2.50x | 2.50x, 3.00x, 2.50x |" in text
+    assert "used at most 0.02 cores meanwhile" in text
