@@ -74,6 +74,8 @@ def test_the_int8_head_is_the_packed_head_to_quantisation_error(artifact: Path) 
     fp32 = load_artifact(artifact, runtime="onnx", head_precision="float32").scorer
     int8 = load_artifact(artifact, runtime="onnx", head_precision="int8").scorer
     assert fp32.fast_head is None and int8.fast_head is not None
+    # One thread per note: the request threads running their heads side by side are the parallelism.
+    assert int8.fast_head.session.get_session_options().intra_op_num_threads == 1
     rows = fp32._shared_pass(NOTES)
     for row in rows:
         (exact_logits, exact_best, _), (logits, best, _) = fp32._own_part(row), int8._own_part(row)
