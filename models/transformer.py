@@ -302,22 +302,20 @@ class TransformerCoder:
         runs the whole model here: per note (logits, attention argmax token, token offsets).
         """
         encoded = encode_notes(self.tokenizer, texts, self.settings)
+        parts: list[tuple[np.ndarray, np.ndarray]] = []  # per note, its row without the offsets
+        for start in range(0, len(texts), self.batch_size):  # model runs of batch_size notes at most
+            sl = slice(start, start + self.batch_size)
+            parts += self._run_model(encoded.input_ids[sl], encoded.attention_mask[sl])
+        return [(*part, offsets) for part, offsets in zip(parts, encoded.offsets)]
+
+    def _run_model(self, input_ids: torch.Tensor, mask: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per note: (hidden states of its real tokens, their positions) on the fast path; (logits, attention
+        argmax token) on PyTorch's."""
         if self.fast_encoder is not None:
-            hidden, positions = [], []
-            for start in range(0, len(texts), self.batch_size):  # encoder runs of batch_size notes
-                sl = slice(start, start + self.batch_size)
-                batch_hidden, batch_positions = self._fast_encode(encoded.input_ids[sl], encoded.attention_mask[sl])
-                hidden += batch_hidden
-                positions += batch_positions
-            return list(zip(hidden, positions, encoded.offsets))
-        logits_out, argmax_out = [], []
+            return list(zip(*self._fast_encode(input_ids, mask)))
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                sl = slice(start, start + self.batch_size)
-                logits, attention = self.model(encoded.input_ids[sl], encoded.attention_mask[sl])
-                logits_out.append(logits.float().numpy())
-                argmax_out.append(attention.argmax(dim=-1).numpy())
-        return list(zip(np.concatenate(logits_out), np.concatenate(argmax_out), encoded.offsets))
+            logits, attention = self.model(input_ids, mask)
+        return list(zip(logits.float().numpy(), attention.argmax(dim=-1).numpy()))
 
     def _own_part(self, row: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One note's (logits, attention argmax token, token offsets) from its `_shared_pass` row."""
