@@ -108,7 +108,6 @@ class Level:
     peak_rss_mb: float
     errors: int
     client_cores: float = 0.0  # the load generator's own CPU: it runs on the same machine
-    round_no: int = 0
     idle_cores: float = 0.0  # the CPU of the other runtimes' servers meanwhile (idle, but on the machine)
 
     @property
@@ -224,7 +223,7 @@ def bench_runtimes(artifact: str, runtimes: list[str], notes: list[tuple[str, st
                     client = (time.process_time() - client_before) / wall
                     idle = (sum(_cpu_seconds(pid) for pid in others) - idle_before) / wall
                     result.levels.append(Level(result.runtime, clients, latencies, wall, cpu, memory.peak, errors,
-                                               client, round_no, idle))
+                                               client, idle))
                     if clients == 1 and round_no == 0:
                         result.map_d, result.map_p = _map(gold, codes, "ICD-10-CM"), _map(gold, codes, "ICD-10-PCS")
     return results

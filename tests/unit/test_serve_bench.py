@@ -51,7 +51,7 @@ def test_rounds_give_medians_with_each_round_and_each_rounds_ratio() -> None:
         for round_no, rate in enumerate(rates, start=1):
             result.levels.append(Level(result.runtime, 8, [50.0] * 100, 100 / rate, cpu_cores=1.7,
                                        peak_rss_mb=1600.0 + round_no, errors=round_no - 1, client_cores=0.05,
-                                       round_no=round_no, idle_cores=0.01 * round_no))
+                                       idle_cores=0.01 * round_no))
     text = format_results([fast, ref], "artifacts/x", 100)
     assert "3 round(s)" in text
     # 8 clients: rounds at 20, 30 and 25 notes/s -> median 25. The percentiles pool all 300 requests (40..139
