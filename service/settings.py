@@ -45,10 +45,10 @@ class Settings(BaseSettings):
         "auto", description="the onnx runtime's label-attention head: int8 (ONNX Runtime, built at load; auto is "
         "int8), or float32 or bfloat16 (PyTorch)",
     )
-    # Measured on 2 cores with the hybrid (8 clients), AMD EPYC, head in the encoder's thread (4eb4a5b): at
-    # most 2 or 4 notes a pass gave about 26 and 25.5 notes/s, 8 about 24 (larger passes gain little on a
-    # CPU and stall the pipeline). Intel Xeon, encoder-only passes (ff73243): 1, 2, 4 and 8 all gave 14-17
-    # notes/s, within the noise. No wait, so a lone note is not delayed.
+    # Measured on 2 cores with the hybrid (8 clients, `eval.serve_bench --batch-max-notes N`): AMD EPYC
+    # (3b8f375), 2, 4 and 8 notes a pass gave 29.6, 28.4 and 28.3 notes/s; Intel Xeon (ff73243), 1, 2, 4
+    # and 8 all gave 14-17, within the noise. Larger passes gain little on a CPU. No wait, so a lone note
+    # is not delayed.
     batch_max_notes: int = Field(4, ge=1, description="most notes of concurrent requests the transformer "
                                  "scores in one pass (those that arrived while it was busy)")
     batch_wait_ms: float = Field(0.0, ge=0, description="how long a note waits for others to share its pass")
