@@ -20,6 +20,7 @@ from models.artifact import default_predictor, load_artifact
 from models.catalog import Catalog
 from models.code_search import CodeSearch
 from models.predictor import Predictor
+from models.scorer import CompositeScorer
 
 _COLD_LOAD = (
     "import time; t = time.perf_counter(); from models.catalog import Catalog; Catalog(); "
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         other = load_artifact(name, catalog)
         rows.append((f"{other.model_version} load (s)", time.perf_counter() - started, None))
-        parts = getattr(other.scorer, "components", None) or {}
+        parts = other.scorer.proposers() if isinstance(other.scorer, CompositeScorer) else {}
         for part_name, part in parts.items():
             alone = Predictor(part, catalog, other.thresholds, model_version=part_name)
             rows.append((f"  component {part_name} predict (ms/note)",

@@ -16,6 +16,7 @@ from eval.triage import NoteCandidates, triage_curve, triage_stats
 from models.catalog import Catalog
 from models.decision import decide
 from models.predictor import SYSTEMS, Predictor
+from models.scorer import CompositeScorer
 
 # Dataset column that holds the gold codes of each system.
 GOLD_COLUMNS = {"ICD-10-CM": "diagnoses", "ICD-10-PCS": "procedures"}
@@ -119,10 +120,9 @@ def evaluate(
         "at_thresholds": triage_stats(notes, predictor.thresholds, top_k),
         "curve": triage_curve(notes, top_k),
     }
-    hybrid_parts = getattr(scorer, "components", None)
-    if components and isinstance(hybrid_parts, dict):
+    if components and isinstance(scorer, CompositeScorer):
         result["components"] = {}
-        for name, part in hybrid_parts.items():
+        for name, part in scorer.proposers().items():
             sub = Predictor(part, predictor.catalog, predictor.thresholds, model_version=name)
             sub_report = evaluate(sub, ids, texts, gold, code_form=code_form, top_k=top_k, components=False)
             result["components"][name] = {
@@ -233,6 +233,8 @@ def _system_metrics(predictor, probs, codes, ids, ranked, gold_lists, top_k, con
         "documents_with_gold": len(gold_map),
         "distinct_gold_codes": len({c for g in gold_lists for c in g}),
         "gold_codes_in_model_vocabulary": _coverage(gold_lists, {convert(c) for c in codes}),
+        # Gold codes the model scores at all (a hybrid scores only its components' candidates).
+        "candidate_recall": _candidate_recall(probs, codes, gold_lists, convert),
         "micro": metrics.micro_prf(y_true, y_pred),
         "macro": metrics.macro_prf(y_true, y_pred),
         "review_rate": float(np.mean(review)) if review else 0.0,
@@ -242,6 +244,16 @@ def _system_metrics(predictor, probs, codes, ids, ranked, gold_lists, top_k, con
         out[f"r@{k}"] = metrics.recall_at_k(y_true, scores, k)
     out["auc"] = metrics.auc(y_true, scores)
     return out
+
+
+def _candidate_recall(probs: np.ndarray, codes: list[str], gold_lists: list[list[str]], convert) -> float:
+    """Share of the gold codes that get a score above 0 for their note."""
+    total = found = 0
+    for row, gold in zip(probs, gold_lists):
+        scored = {convert(codes[j]) for j in np.flatnonzero(row > 0)}
+        total += len(set(gold))
+        found += len(set(gold) & scored)
+    return found / total if total else 0.0
 
 
 def _coverage(gold_lists: list[list[str]], vocabulary: set[str]) -> float:
@@ -323,15 +335,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"scoring {report['scoring_ms_per_note']} ms per note, thresholds {report['thresholds']}."),
         "",
         ("| system | MAP | MAP (gold docs) | micro P | micro R | micro F1 | macro F1 | P@5 | R@10 | AUC micro "
-        "| review rate |"),
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| review rate | candidate recall |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for system, m in report["systems"].items():
         lines.append(
             f"| {SHORT[system]} ({system}) | {m['map']:.4f} | {m['map_documents_with_gold_only']:.4f} "
             f"| {m['micro']['precision']:.3f} | {m['micro']['recall']:.3f} | {m['micro']['f1']:.3f} "
             f"| {m['macro']['f1']:.3f} | {m['p@5']:.3f} | {m['r@10']:.3f} | {_fmt(m['auc']['micro'])} "
-            f"| {m['review_rate']:.2f} |"
+            f"| {m['review_rate']:.2f} | {_fmt(m.get('candidate_recall'))} |"
         )
     for system, m in report["systems"].items():
         if "by_frequency" in m:

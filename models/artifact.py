@@ -40,14 +40,18 @@ from models.fast_encoder import (
     fast_encoder_file,
     head_choice,
 )
+from models.hierarchy import GroupCoder
 from models.hybrid import CodeStats, HybridCoder, HybridSettings, code_converter
 from models.linear import LinearCoder
 from models.matcher import CatalogMatcher
+from models.neighbors import NeighborCoder
 from models.predictor import SYSTEMS, Predictor
+from models.retriever import CatalogRetriever
+from models.scorer import CompositeScorer
 from models.transformer import TransformerCoder
 
 FORMAT_VERSION = 1
-KINDS = ("linear", "matcher", "transformer", "hybrid")
+KINDS = ("linear", "matcher", "transformer", "hybrid", "neighbors", "groups", "retriever")
 DEFAULT_MODEL_VERSION = "catalog-matcher-default"
 
 
@@ -97,6 +101,13 @@ def _transformer_state(scorer: TransformerCoder) -> ScorerState:
     settings, tensors = scorer.state()
     labels = _sorted_labels(scorer)
     return ScorerState("transformer", settings, [s for s in SYSTEMS if labels[s]], tensors, {}, labels)
+
+
+def _stated_state(scorer: NeighborCoder | GroupCoder | CatalogRetriever) -> ScorerState:
+    """A scorer with the `to_state()` / `from_state()` contract and a code vocabulary."""
+    settings, tensors, parts = scorer.to_state()
+    labels = _sorted_labels(scorer)
+    return ScorerState(scorer.kind, settings, [s for s in SYSTEMS if labels[s]], tensors, parts, labels)
 
 
 def _hybrid_state(scorer: HybridCoder) -> ScorerState:
@@ -237,6 +248,15 @@ def _build_linear(state: ScorerState, root: Path, catalog: Catalog, **_: Any) ->
         raise ArtifactError(f"{root}: {exc}") from exc
 
 
+def _build_stated(state: ScorerState, root: Path, catalog: Catalog, **_: Any
+                  ) -> NeighborCoder | GroupCoder | CatalogRetriever:
+    codes, code_systems = _codes_of(state.labels, root / "labels.json")
+    try:
+        return _STATED[state.kind].from_state(state.settings, state.tensors, state.parts, codes, code_systems)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{root}: {exc}") from exc
+
+
 def _build_matcher(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -> CatalogMatcher:
     try:
         return CatalogMatcher(catalog, tuple(state.systems), **state.settings)
@@ -328,12 +348,19 @@ _STATE_OF: dict[type, Callable[[Any], ScorerState]] = {
     CatalogMatcher: _matcher_state,
     TransformerCoder: _transformer_state,
     HybridCoder: _hybrid_state,
+    NeighborCoder: _stated_state,
+    GroupCoder: _stated_state,
+    CatalogRetriever: _stated_state,
 }
+_STATED = {"neighbors": NeighborCoder, "groups": GroupCoder, "retriever": CatalogRetriever}
 _BUILDERS: dict[str, Callable[..., Any]] = {
     "linear": _build_linear,
     "matcher": _build_matcher,
     "transformer": _build_transformer,
     "hybrid": _build_hybrid,
+    "neighbors": _build_stated,
+    "groups": _build_stated,
+    "retriever": _build_stated,
 }
 
 
@@ -361,8 +388,10 @@ def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any =
     """
     root = Path(directory)
     scorer = scorer if scorer is not None else load_artifact(root).scorer
-    parts = getattr(scorer, "components", None)
-    targets = {f"{name}.": part for name, part in parts.items()} if parts else {"": scorer}
+    targets = (
+        {f"{name}.": part for name, part in scorer.components.items()}
+        if isinstance(scorer, CompositeScorer) else {"": scorer}
+    )
     written: list[Path] = []
     for prefix, part in targets.items():
         if isinstance(part, TransformerCoder):

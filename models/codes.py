@@ -47,3 +47,9 @@ def is_cm_shaped(code: str) -> bool:
     except InputError:
         return False
     return True
+
+
+def category_of(code: str, system: str) -> str:
+    """The group a code belongs to: its ICD-10-CM category (3 characters) or ICD-10-PCS table (section, body
+    system, root operation and body part: 4 characters)."""
+    return code[:3] if system == "ICD-10-CM" else code[:4]

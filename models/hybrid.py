@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from models.calibration import IsotonicCalibrator
+from models.codes import category_of
 from models.errors import ArtifactError
+from models.hierarchy import GroupCoder
+from models.scorer import DeferredScorer
 from models.text import Segment
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
 TIE_BREAK = 1e-6
+
+
+OBJECTIVES = ("binary", "lambdarank")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,10 @@ class HybridSettings:
     n_estimators: int = 300
     learning_rate: float = 0.05
     min_child_samples: int = 20
+    # "binary": a classifier of each candidate; "lambdarank": one query per note, ordered for MAP. Either
+    # way the isotonic calibration on top turns the ranker's output into a probability.
+    objective: str = "binary"
+    cooccurrence: bool = False  # features: how often a candidate came with the note's strong candidates
 
 
 def code_converter(catalog, code_form: str):
@@ -47,85 +57,115 @@ def code_converter(catalog, code_form: str):
 
 def calibrate_keeping_order(calibrator: IsotonicCalibrator, raw: np.ndarray) -> np.ndarray:
     """Calibrated probabilities whose order is the raw scores' order: isotonic calibration is flat in
-    steps, and the raw score breaks the ties within a step."""
-    return np.minimum(calibrator(raw) + TIE_BREAK * raw, 1.0)
+    steps, and the raw score breaks the ties within a step (a lambdarank score is unbounded, so it is
+    squashed first)."""
+    return np.clip(calibrator(raw) + TIE_BREAK * (1.0 / (1.0 + np.exp(-raw))), 0.0, 1.0)
 
 
-def category_of(code: str, system: str) -> str:
-    """The group a code belongs to: ICD-10-CM category (3 characters) or PCS root operation + body part."""
-    return code[:3] if system == "ICD-10-CM" else code[:4]
+def _key(system: str, code: str) -> str:
+    return f"{system}|{code}"
 
 
 @dataclass
 class CodeStats:
-    """Training-set frequencies of codes and categories (from the documents a model was fitted on)."""
+    """Training-set frequencies of codes and categories (from the documents a model was fitted on), and
+    how often two codes were given to the same note (`pair_counts`, keyed "a\tb" with a < b)."""
 
     code_counts: dict[str, int]
     category_counts: dict[str, int]
     documents: int
+    pair_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_targets(cls, targets: dict[str, list[list[str]]]) -> CodeStats:
         codes: Counter[str] = Counter()
         cats: Counter[str] = Counter()
-        documents = 0
+        pairs: Counter[str] = Counter()
+        documents = max((len(docs) for docs in targets.values()), default=0)
         for system, docs in targets.items():
-            documents = max(documents, len(docs))
             for doc in docs:
-                codes.update(f"{system}|{c}" for c in set(doc))
-                cats.update({f"{system}|{category_of(c, system)}" for c in doc})
-        return cls(dict(codes), dict(cats), documents)
+                codes.update(_key(system, c) for c in set(doc))
+                cats.update({_key(system, category_of(c, system)) for c in doc})
+        for d in range(documents):
+            keys = sorted({_key(s, c) for s, docs in targets.items() if d < len(docs) for c in docs[d]})
+            pairs.update(f"{a}\t{b}" for i, a in enumerate(keys) for b in keys[i + 1:])
+        return cls(dict(codes), dict(cats), documents, dict(pairs))
+
+    def given(self, code: str, other: str) -> float:
+        """How often `code` was on a note that had `other` (both "system|code" keys): P(code | other)."""
+        pair = f"{code}\t{other}" if code < other else f"{other}\t{code}"
+        together = self.pair_counts.get(pair, 0)
+        return together / self.code_counts[other] if together else 0.0
 
 
 FEATURE_NAMES_PER_COMPONENT = ("score", "rank", "present", "category_max", "category_count")
+FEATURE_NAMES_PER_GROUP_SCORER = ("group_score", "group_rank")
 FEATURE_NAMES_GLOBAL = (
     "system", "code_length", "log_code_freq", "log_category_freq", "seen_in_training", "components_present",
     "n_candidates_same_category",
 )
+FEATURE_NAMES_COOCCURRENCE = ("cooc_max", "cooc_sum")
+STRONG_PER_COMPONENT = 5  # a component's best codes per system are the note's "strong" candidates
 
 
-def feature_names(components: list[str]) -> list[str]:
-    """Column names of the ranker's feature matrix."""
-    return [f"{c}_{f}" for c in components for f in FEATURE_NAMES_PER_COMPONENT] + list(FEATURE_NAMES_GLOBAL)
+def feature_names(components: list[str], groups: list[str] = (), cooccurrence: bool = False) -> list[str]:
+    """Column names of the ranker's feature matrix: per proposing component, per group scorer, global."""
+    return (
+        [f"{c}_{f}" for c in components for f in FEATURE_NAMES_PER_COMPONENT]
+        + [f"{g}_{f}" for g in groups for f in FEATURE_NAMES_PER_GROUP_SCORER]
+        + list(FEATURE_NAMES_GLOBAL)
+        + (list(FEATURE_NAMES_COOCCURRENCE) if cooccurrence else [])
+    )
 
 
 def candidate_features(
     component_scores: dict[str, dict[str, dict[str, float]]],
     stats: CodeStats,
     per_component: int,
+    groups: frozenset[str] = frozenset(),
+    cooccurrence: bool = False,
 ) -> tuple[list[tuple[str, str]], np.ndarray]:
     """Candidates of one note and their features.
 
     Args:
-        component_scores: component -> system -> {code: score} (codes already in the hybrid's code form).
+        component_scores: component -> system -> {code: score} (codes already in the hybrid's code form);
+            for a group scorer, {category: score}.
         stats: training frequencies.
         per_component: candidates each component proposes per system.
+        groups: the names of the components that score categories: they give features, not candidates.
+        cooccurrence: add the co-occurrence features.
     Returns:
         (system, code) pairs and the (candidates, features) matrix, in `feature_names` order.
     """
-    components = list(component_scores)
+    components = [c for c in component_scores if c not in groups]
+    group_names = [g for g in component_scores if g in groups]
     ranks: dict[str, dict[str, dict[str, int]]] = {}
     candidates: dict[tuple[str, str], None] = {}
+    strong: set[str] = set()
     for comp, by_system in component_scores.items():
         ranks[comp] = {}
         for system, scores in by_system.items():
             ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
             ranks[comp][system] = {code: r for r, (code, _) in enumerate(ordered)}
+            if comp in groups:
+                continue
             for code, score in ordered[:per_component]:
                 if score > 0:
                     candidates[(system, code)] = None
+            strong.update(_key(system, code) for code, score in ordered[:STRONG_PER_COMPONENT] if score > 0)
+    strong_known = [o for o in strong if o in stats.code_counts] if cooccurrence else []
     pairs = list(candidates)
     cat_max: dict[str, dict[tuple[str, str], float]] = {comp: {} for comp in components}
     cat_count: dict[str, Counter[tuple[str, str]]] = {comp: Counter() for comp in components}
-    for comp, by_system in component_scores.items():
-        for system, scores in by_system.items():
+    for comp in components:
+        for system, scores in component_scores[comp].items():
             top = sorted(scores.items(), key=lambda kv: -kv[1])[:per_component]
             for code, score in top:
                 key = (system, category_of(code, system))
                 cat_max[comp][key] = max(cat_max[comp].get(key, 0.0), score)
                 cat_count[comp][key] += 1
     same_category = Counter((s, category_of(c, s)) for s, c in pairs)
-    rows = np.zeros((len(pairs), len(feature_names(components))), dtype=np.float32)
+    rows = np.zeros((len(pairs), len(feature_names(components, group_names, cooccurrence))), dtype=np.float32)
     missing_rank = float(per_component * 4)
     for i, (system, code) in enumerate(pairs):
         values: list[float] = []
@@ -142,8 +182,12 @@ def candidate_features(
                 cat_max[comp].get(key, 0.0),
                 float(cat_count[comp].get(key, 0)),
             ]
-        code_freq = stats.code_counts.get(f"{system}|{code}", 0)
-        cat_freq = stats.category_counts.get(f"{system}|{key[1]}", 0)
+        for group in group_names:
+            rank = ranks[group].get(system, {}).get(key[1])
+            values += [component_scores[group].get(system, {}).get(key[1], 0.0),
+                       float(rank) if rank is not None else missing_rank]
+        code_freq = stats.code_counts.get(_key(system, code), 0)
+        cat_freq = stats.category_counts.get(_key(system, key[1]), 0)
         values += [
             float(system == "ICD-10-PCS"),
             float(len(code.replace(".", ""))),
@@ -153,6 +197,10 @@ def candidate_features(
             float(present),
             float(same_category[key]),
         ]
+        if cooccurrence:
+            own = _key(system, code)
+            given = [stats.given(own, o) for o in strong_known if o != own] if code_freq else []
+            values += [max(given, default=0.0), float(sum(given))]
         rows[i] = values
     return pairs, rows
 
@@ -180,17 +228,22 @@ class HybridCoder:
             self._ranker = lgb.Booster(model_str=ranker_text)
         except lgb.basic.LightGBMError as exc:
             raise ArtifactError(f"the ranker model cannot be read: {exc}") from exc
-        if self._ranker.num_feature() != len(feature_names(list(components))):
+        if settings.objective not in OBJECTIVES:
+            raise ArtifactError(f"unknown ranker objective {settings.objective!r}; expected one of {OBJECTIVES}")
+        self.groups = group_scorers(components)
+        expected = len(self._feature_names())
+        if self._ranker.num_feature() != expected:
             raise ArtifactError(
-                f"the ranker expects {self._ranker.num_feature()} features, the components give "
-                f"{len(feature_names(list(components)))}"
+                f"the ranker expects {self._ranker.num_feature()} features, the components give {expected}"
             )
         self._convert = convert or (lambda code, system: code)
         self._columns = component_columns(components, self._convert)
-        # The union vocabulary, in the hybrid's code form, ordered by system then code.
+        # The union vocabulary of the proposing components, in the hybrid's code form, ordered by system
+        # then code (a group scorer's columns are categories, not codes).
         vocab: set[tuple[str, str]] = set()
-        for columns in self._columns.values():
-            vocab.update(zip(columns.systems.tolist(), columns.codes))
+        for name, columns in self._columns.items():
+            if name not in self.groups:
+                vocab.update(zip(columns.systems.tolist(), columns.codes))
         ordered = sorted(vocab, key=lambda sc: (SYSTEMS.index(sc[0]), sc[1]))
         self.codes = [c for _, c in ordered]
         self.code_systems = [s for s, _ in ordered]
@@ -198,8 +251,16 @@ class HybridCoder:
         # (system, code) -> the component's column; several columns may share one converted code.
         self._lookups = {
             name: {(s, c): j for j, (s, c) in reversed(list(enumerate(zip(columns.systems.tolist(), columns.codes))))}
-            for name, columns in self._columns.items()
+            for name, columns in self._columns.items() if name not in self.groups
         }
+
+    def proposers(self) -> dict[str, Any]:
+        """The components whose columns are codes (candidates); the others score code groups."""
+        return {name: comp for name, comp in self.components.items() if name not in self.groups}
+
+    def _feature_names(self) -> list[str]:
+        proposing = [n for n in self.components if n not in self.groups]
+        return feature_names(proposing, [n for n in self.components if n in self.groups], self.settings.cooccurrence)
 
     def component_scores(self, texts: list[str]) -> list[dict[str, dict[str, dict[str, float]]]]:
         """Per note: component -> system -> {code: score} for each component's top candidates."""
@@ -211,7 +272,8 @@ class HybridCoder:
         """Ranker probabilities over the union vocabulary, (docs, codes); non-candidates are 0."""
         out = np.zeros((len(texts), len(self.codes)), dtype=np.float32)
         for d, scores in enumerate(self.component_scores(texts)):
-            pairs, features = candidate_features(scores, self.stats, self.settings.candidates_per_component)
+            pairs, features = candidate_features(scores, self.stats, self.settings.candidates_per_component,
+                                                 self.groups, self.settings.cooccurrence)
             if not pairs:
                 continue
             # A few hundred rows: threads cost more than they save, and requests run side by side.
@@ -225,8 +287,8 @@ class HybridCoder:
     def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
         """The first component that can point at a sentence for the code supplies the evidence."""
         result: dict[int, Segment | None] = {i: None for i in code_indices}
-        for name, comp in self.components.items():
-            lookup = self._lookups[name]
+        for name, lookup in self._lookups.items():
+            comp = self.components[name]
             wanted = {i: lookup.get((self.code_systems[i], self.codes[i])) for i in code_indices if result[i] is None}
             wanted = {i: j for i, j in wanted.items() if j is not None}
             if not wanted:
@@ -238,6 +300,11 @@ class HybridCoder:
 
     def settings_dict(self) -> dict:
         return asdict(self.settings)
+
+
+def group_scorers(components: dict[str, Any]) -> frozenset[str]:
+    """The names of the components that score code groups (features of candidates, never candidates)."""
+    return frozenset(name for name, comp in components.items() if isinstance(comp, GroupCoder))
 
 
 def top_scores(row: np.ndarray, system_ids: np.ndarray, codes: list[str], depth: int) -> dict[str, dict[str, float]]:
@@ -290,7 +357,7 @@ def collect_component_scores(
     """Per note: component -> system -> {code in the hybrid's form: score}, each component's best `depth`."""
     # A scorer that can start its pass and finish it later (the coalescing transformer) runs while this
     # thread scores with the others.
-    started = {name: comp.probs_later(texts) for name, comp in components.items() if hasattr(comp, "probs_later")}
+    started = {name: comp.probs_later(texts) for name, comp in components.items() if isinstance(comp, DeferredScorer)}
     probs = {name: comp.probs(texts) for name, comp in components.items() if name not in started}
     probs.update({name: finish() for name, finish in started.items()})
     per_note: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in texts]

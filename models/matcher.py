@@ -134,6 +134,27 @@ def _name_variants(description: str, system: str) -> list[str]:
     return variants
 
 
+def catalog_entries(catalog: Catalog, system: str) -> list[tuple[str, str, list[str]]]:
+    """(code, description, other names) of every code a zero-shot scorer proposes in one system: every
+    billable ICD-10-CM code with its inclusion terms; every ICD-10-PCS code and the 4-character prefixes
+    that the PCS alphabetic index points at, with their index names."""
+    if system == "ICD-10-CM":
+        return [(c, catalog.cm.description(c), catalog.cm.inclusion_terms(c)) for c in catalog.cm.billable_codes]
+    # The PCS alphabetic index names procedures the way notes do ("Colonoscopy"); it points at full codes
+    # and at 4-character prefixes, which become codes too. A prefix with a single code under it stands
+    # for that code. A prefix with several (CT with or without contrast, say) is what a coder writes when
+    # the note does not tell them apart, so it comes first and wins ties with its codes.
+    index_names: dict[str, list[str]] = {}
+    for name, code in catalog.pcs.index_entries:
+        if len(code) == 4 and len(catalog.pcs.codes_under(code)) == 1:
+            code = catalog.pcs.codes_under(code)[0]
+        if len(code) in (4, 7) and catalog.pcs.is_valid(code):
+            index_names.setdefault(code, []).append(name)
+    prefixes = sorted(c for c in index_names if len(c) == 4)
+    entries = [(c, catalog.pcs.description(c), index_names[c]) for c in prefixes]
+    return entries + [(c, catalog.pcs.descriptions[c], index_names.get(c, [])) for c in catalog.pcs.codes]
+
+
 @dataclass(frozen=True)
 class MatchResult:
     """Scores of one note over the matcher's codes, with the best supporting sentence per code."""
@@ -167,23 +188,7 @@ class CatalogMatcher:
         names: list[list[str]] = []
         name_code: list[int] = []
         for system in systems:
-            if system == "ICD-10-CM":
-                entries = [(c, catalog.cm.description(c), catalog.cm.inclusion_terms(c)) for c in catalog.cm.billable_codes]
-            else:
-                # The PCS alphabetic index names procedures the way notes do ("Colonoscopy"); it points
-                # at full codes and at 4-character prefixes, which become codes of the matcher too.
-                # A prefix with a single code under it stands for that code. A prefix with several
-                # (CT with or without contrast, say) is what a coder writes when the note does not
-                # tell them apart, so it comes first and wins ties with its codes.
-                index_names: dict[str, list[str]] = {}
-                for name, code in catalog.pcs.index_entries:
-                    if len(code) == 4 and len(catalog.pcs.codes_under(code)) == 1:
-                        code = catalog.pcs.codes_under(code)[0]
-                    if len(code) in (4, 7) and catalog.pcs.is_valid(code):
-                        index_names.setdefault(code, []).append(name)
-                prefixes = sorted(c for c in index_names if len(c) == 4)
-                entries = [(c, catalog.pcs.description(c), index_names[c]) for c in prefixes]
-                entries += [(c, catalog.pcs.descriptions[c], index_names.get(c, [])) for c in catalog.pcs.codes]
+            entries = catalog_entries(catalog, system)
             for code, description, inclusion in entries:
                 code_idx = len(self.codes)
                 self.codes.append(code)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -11,20 +11,10 @@ from models.catalog import Catalog
 from models.decision import Thresholds, decide
 from models.errors import InputError
 from models.guidelines import check_codes
-from models.text import Segment, check_note
+from models.scorer import CoalescingScorer, CompositeScorer, Scorer
+from models.text import check_note
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
-
-
-class Scorer(Protocol):
-    """What every coder (linear model, catalogue matcher, ...) offers the predictor."""
-
-    codes: list[str]
-    code_systems: list[str]
-
-    def probs(self, texts: list[str]) -> np.ndarray: ...
-
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]: ...
 
 
 @dataclass(frozen=True)
@@ -89,14 +79,15 @@ class Predictor:
 
     def parts(self) -> list[Any]:
         """The scorers that do the work: a hybrid's components, or the scorer itself."""
-        components = getattr(self.scorer, "components", None)
-        return list(components.values()) if components else [self.scorer]
+        if isinstance(self.scorer, CompositeScorer):
+            return list(self.scorer.components.values())
+        return [self.scorer]
 
     def batch_concurrent_calls(self, max_notes: int = 16, max_wait_ms: float = 2.0) -> int:
         """Let concurrent `predict` calls share model passes where a part gains from it (the transformer):
         a note waits at most `max_wait_ms` for others, `max_notes` at most per pass. The other parts run
         in the calling threads. Returns how many parts batch. `close()` ends it."""
-        batching = [part for part in self.parts() if hasattr(part, "coalesce")]
+        batching = [part for part in self.parts() if isinstance(part, CoalescingScorer)]
         for part in batching:
             part.coalesce(max_notes, max_wait_ms)
         return len(batching)
@@ -104,7 +95,7 @@ class Predictor:
     def close(self) -> None:
         """Stop the batching threads; the predictor still works, unbatched (calls in flight finish)."""
         for part in self.parts():
-            if hasattr(part, "close"):
+            if isinstance(part, CoalescingScorer):
                 part.close()
 
     def predict(self, text: str, top_k: int = 10, systems: list[str] | None = None) -> Prediction:

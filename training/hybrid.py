@@ -26,6 +26,7 @@ from models.hybrid import (
     collect_component_scores,
     component_columns,
     feature_names,
+    group_scorers,
 )
 from models.linear import LinearCoder, LinearSettings
 from models.matcher import CatalogMatcher
@@ -50,15 +51,19 @@ def out_of_fold_rows(
     seed: int,
     progress: bool = True,
     fit_extra: dict[str, Callable[[list[str], dict[str, list[list[str]]]], Any]] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels and document index of every candidate of every training note, out of fold.
+    zero_shot: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Features, labels and document index of every candidate of every training note, out of fold, and the
+    features' names.
 
     `fit_extra` names further trained components (the transformer) by the function that fits one on
-    (texts, targets); each is fitted once per fold, like the linear model.
+    (texts, targets); each is fitted once per fold, like the linear model. `zero_shot` names further
+    components that need no training (the dense retriever), like the matcher.
     """
     convert = code_converter(catalog, settings.code_form)
     depth = settings.candidates_per_component * 2
-    matcher_columns = component_columns({"matcher": matcher}, convert)
+    fixed = {"matcher": matcher, **(zero_shot or {})}
+    fixed_columns = component_columns(fixed, convert)
     assignment = fold_ids(len(texts), folds, seed)
     features, labels, doc_index = [], [], []
     for k in tqdm(range(folds), desc="out-of-fold", unit="fold", disable=not progress):
@@ -68,46 +73,63 @@ def out_of_fold_rows(
         linear = LinearCoder.fit([texts[i] for i in train_idx], fold_targets, linear_settings, progress=False)
         stats = CodeStats.from_targets(fold_targets)
         held_texts = [texts[i] for i in held_idx]
-        components = {"linear": linear, "matcher": matcher}
+        components = {"linear": linear, **fixed}
         for name, fit in (fit_extra or {}).items():
             components[name] = fit([texts[i] for i in train_idx], fold_targets)
-        columns = {**component_columns({n: c for n, c in components.items() if n != "matcher"}, convert),
-                   **matcher_columns}
+        columns = {**component_columns({n: c for n, c in components.items() if n not in fixed}, convert),
+                   **fixed_columns}
         scores = collect_component_scores(components, columns, held_texts, depth)
+        groups = group_scorers(components)
         for local, doc in enumerate(held_idx):
-            pairs, rows = candidate_features(scores[local], stats, settings.candidates_per_component)
+            pairs, rows = candidate_features(scores[local], stats, settings.candidates_per_component, groups,
+                                             settings.cooccurrence)
             gold = {(s, c) for s in targets for c in targets[s][doc]}
             features.append(rows)
             labels.append(np.asarray([pair in gold for pair in pairs], dtype=np.int8))
             doc_index.append(np.full(len(pairs), doc))
-    return np.concatenate(features), np.concatenate(labels), np.concatenate(doc_index)
+    names = feature_names([n for n in components if n not in groups], [n for n in components if n in groups],
+                          settings.cooccurrence)
+    return np.concatenate(features), np.concatenate(labels), np.concatenate(doc_index), names
 
 
 def fit_ranker(
-    features: np.ndarray, labels: np.ndarray, settings: HybridSettings, seed: int, components: list[str]
+    features: np.ndarray, labels: np.ndarray, doc_index: np.ndarray, settings: HybridSettings, seed: int,
+    names: list[str],
 ) -> str:
-    """Train the LightGBM classifier; returns its text model."""
-    model = lgb.LGBMClassifier(
-        n_estimators=settings.n_estimators,
-        learning_rate=settings.learning_rate,
-        num_leaves=settings.num_leaves,
-        min_child_samples=settings.min_child_samples,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.8,
-        random_state=seed,
-        n_jobs=2,
-        verbose=-1,
-    )
-    model.fit(features, labels, feature_name=feature_names(components))
+    """Train the LightGBM ranker (a classifier, or lambdarank with one query per note); returns its text
+    model. Rows of one note must be contiguous in `doc_index`."""
+    common = {
+        "n_estimators": settings.n_estimators,
+        "learning_rate": settings.learning_rate,
+        "num_leaves": settings.num_leaves,
+        "min_child_samples": settings.min_child_samples,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "random_state": seed,
+        "n_jobs": 2,
+        "verbose": -1,
+    }
+    if settings.objective == "lambdarank":
+        # Notes without a single correct candidate teach a ranker nothing.
+        starts = np.flatnonzero(np.r_[True, doc_index[1:] != doc_index[:-1]])
+        sizes = np.diff(np.r_[starts, len(doc_index)])
+        useful = np.add.reduceat(labels, starts) > 0 if len(starts) else np.zeros(0, bool)
+        keep = np.repeat(useful, sizes)
+        model = lgb.LGBMRanker(objective="lambdarank", lambdarank_truncation_level=settings.candidates_per_component,
+                               **common)
+        model.fit(features[keep], labels[keep], group=sizes[useful], feature_name=names)
+    else:
+        model = lgb.LGBMClassifier(**common)
+        model.fit(features, labels, feature_name=names)
     return model.booster_.model_to_string()
 
 
 def out_of_fold_ranker(
     features: np.ndarray, labels: np.ndarray, doc_index: np.ndarray, settings: HybridSettings, folds: int, seed: int,
-    components: list[str],
+    names: list[str],
 ) -> np.ndarray:
-    """Ranker probabilities for every candidate row from a ranker that never saw that row's note."""
+    """Raw ranker outputs for every candidate row from a ranker that never saw that row's note."""
     n_docs = int(doc_index.max()) + 1 if doc_index.size else 0
     assignment = fold_ids(n_docs, folds, seed + 1)[doc_index]
     out = np.zeros(len(labels), dtype=np.float64)
@@ -115,7 +137,9 @@ def out_of_fold_ranker(
         held = assignment == k
         if not held.any() or labels[~held].sum() == 0:
             continue
-        booster = lgb.Booster(model_str=fit_ranker(features[~held], labels[~held], settings, seed, components))
+        booster = lgb.Booster(
+            model_str=fit_ranker(features[~held], labels[~held], doc_index[~held], settings, seed, names)
+        )
         out[held] = booster.predict(features[held])
     return out
 
@@ -143,6 +167,7 @@ def fit_hybrid(
     target_precision: float = 0.95,
     decision_top_k: int = 15,
     fit_extra: dict[str, Callable[[list[str], dict[str, list[list[str]]]], Any]] | None = None,
+    zero_shot: dict[str, Any] | None = None,
 ) -> tuple[HybridCoder, Thresholds, dict]:
     """Out-of-fold candidates -> ranker, calibration and decision thresholds; then the components
     refitted on all notes.
@@ -151,9 +176,8 @@ def fit_hybrid(
         The hybrid, the thresholds tuned for `target_precision` of auto-coded notes, and a report of the
         out-of-fold calibration and triage figures.
     """
-    names = ["linear", "matcher", *(fit_extra or {})]
-    features, labels, doc_index = out_of_fold_rows(
-        texts, targets, matcher, linear_settings, settings, catalog, folds, seed, progress, fit_extra
+    features, labels, doc_index, names = out_of_fold_rows(
+        texts, targets, matcher, linear_settings, settings, catalog, folds, seed, progress, fit_extra, zero_shot
     )
     logger.info("ranker: %d candidates, %d positive, from %d notes", len(labels), int(labels.sum()), len(texts))
     # The ranker's own out-of-fold outputs train the calibration and tune the decision rule.
@@ -166,14 +190,14 @@ def fit_hybrid(
     report = {
         "candidates": len(labels),
         "candidate_recall": float(labels.sum() / max(sum(gold_counts), 1)),
-        "ece_raw": metrics.expected_calibration_error(labels[:, None], np.clip(raw, 0, 1)[:, None]),
         "ece_calibrated": metrics.expected_calibration_error(labels[:, None], calibrated[:, None]),
         "triage": triage,
         "target_precision": target_precision,
     }
     logger.info("out of fold: %s", report)
-    ranker_text = fit_ranker(features, labels, settings, seed, names)
-    components = {"linear": LinearCoder.fit(texts, targets, linear_settings, progress=progress), "matcher": matcher}
+    ranker_text = fit_ranker(features, labels, doc_index, settings, seed, names)
+    components = {"linear": LinearCoder.fit(texts, targets, linear_settings, progress=progress), "matcher": matcher,
+                  **(zero_shot or {})}
     for name, fit in (fit_extra or {}).items():
         components[name] = fit(texts, targets)
     hybrid = HybridCoder(

@@ -17,10 +17,13 @@ from models.artifact import export_fast_path, save_artifact
 from models.catalog import get_catalog
 from models.decision import Thresholds
 from models.errors import InputError
+from models.hierarchy import GroupCoder
 from models.hybrid import HybridSettings
 from models.linear import LinearCoder, LinearSettings
 from models.matcher import CatalogMatcher
+from models.neighbors import NeighborCoder, NeighborSettings
 from models.predictor import Predictor
+from models.retriever import CatalogRetriever, RetrieverSettings
 from models.transformer import TransformerSettings
 from training.config import HybridModelConfig, LinearModelConfig, TrainConfig, TransformerModelConfig
 from training.data import LoadReport, load_data
@@ -84,19 +87,32 @@ def train(
         if model.transformer is not None:
             fit = _fit_transformer(model.transformer, config.seed, catalog, progress, None)
             extra["transformer"] = lambda texts, fold_targets: fit(texts, fold_targets)[0]
+        if model.neighbors is not None:
+            neighbor_settings = NeighborSettings(**model.neighbors.model_dump(exclude={"kind"}))
+            extra["neighbors"] = lambda texts, fold_targets: NeighborCoder.fit(texts, fold_targets, neighbor_settings)
+        if model.groups is not None:
+            group_settings = LinearSettings(**model.groups.model_dump(exclude={"kind"}))
+            extra["groups"] = lambda texts, fold_targets: GroupCoder.fit(texts, fold_targets, group_settings)
+        zero_shot = {}
+        if model.retriever is not None:
+            zero_shot["retriever"] = CatalogRetriever.build(
+                catalog, RetrieverSettings(**model.retriever.model_dump(exclude={"kind"})), progress=progress
+            )
         scorer, thresholds, oof_report = fit_hybrid(
             train_set["text"],
             targets,
             catalog,
             CatalogMatcher(catalog, **model.matcher.model_dump(exclude={"kind"})),
             LinearSettings(**model.linear.model_dump(exclude={"kind"})),
-            HybridSettings(**model.model_dump(exclude={"kind", "folds", "linear", "matcher", "transformer"})),
+            HybridSettings(**model.model_dump(
+                exclude={"kind", "folds", "linear", "matcher", "transformer", "neighbors", "groups", "retriever"})),
             folds=model.folds,
             seed=config.seed,
             progress=progress,
             target_precision=config.decision.target_precision,
             decision_top_k=config.decision.top_k,
             fit_extra=extra,
+            zero_shot=zero_shot,
         )
     else:
         scorer = CatalogMatcher(catalog, **model.model_dump(exclude={"kind"}))

@@ -1,0 +1,58 @@
+"""Scores for code groups: ICD-10-CM categories (3 characters) and ICD-10-PCS tables (4 characters).
+
+A group has many more training examples than any one of its codes: "C34" has every lung cancer of the
+training notes, whatever the site within the lung. A linear model over those groups tells the hybrid's
+ranker how likely a candidate's group is, which is what lets a code never seen in training (a sibling
+proposed by the catalogue matcher) rank above a code of an unlikely group. It never proposes candidates
+itself: its scores are features of the candidates that other components propose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.codes import category_of
+from models.linear import LinearCoder, LinearSettings
+from models.text import Segment
+
+
+def group_targets(targets: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+    """Each document's codes replaced by their groups (each group once)."""
+    return {
+        system: [list(dict.fromkeys(category_of(c, system) for c in doc)) for doc in docs]
+        for system, docs in targets.items()
+    }
+
+
+class GroupCoder:
+    """A linear model over code groups; `codes` are the groups, so its columns never become candidates."""
+
+    kind = "groups"
+
+    def __init__(self, linear: LinearCoder) -> None:
+        self.linear = linear
+        self.codes = linear.codes  # groups
+        self.code_systems = linear.code_systems
+
+    @classmethod
+    def fit(cls, texts: list[str], targets: dict[str, list[list[str]]], settings: LinearSettings | None = None
+            ) -> GroupCoder:
+        """Train on notes and their codes (the groups are derived here)."""
+        return cls(LinearCoder.fit(texts, group_targets(targets), settings, progress=False))
+
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """Probability of each group, (docs, groups)."""
+        return self.linear.probs(texts)
+
+    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
+        return self.linear.evidence(text, code_indices)
+
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray], dict]:
+        """(settings, tensors, json parts) for the artifact writer."""
+        return self.linear.state()
+
+    @classmethod
+    def from_state(cls, settings: dict, tensors: dict[str, np.ndarray], parts: dict, codes: list[str],
+                   code_systems: list[str]) -> GroupCoder:
+        """Rebuild from what `to_state()` produced; raises ArtifactError when parts do not fit."""
+        return cls(LinearCoder.from_state(settings, tensors, parts, codes, code_systems))

@@ -1,0 +1,193 @@
+"""Dense retrieval over the whole catalogue: MiniLM sentence embeddings of code names and of a note's
+sentences; a code scores the best cosine similarity between one of its names and one sentence.
+
+It finds codes whose names share meaning but few words with the note ("heart attack" and "acute
+myocardial infarction"), which the lexical catalogue matcher misses, and which a trained model cannot
+propose when the code never occurred in training. The names are those the matcher uses
+(`models.matcher.catalog_entries`): ICD-10-CM descriptions and inclusion terms, ICD-10-PCS descriptions and
+index terms. Embedding them takes minutes on a CPU, so it is done once: the vectors are cached on disk,
+keyed by the encoder and the names, and stored in a trained artifact (float16).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.catalog import Catalog
+from models.errors import ArtifactError
+from models.matcher import catalog_entries
+from models.text import RecentResults, Segment, split_sentences
+from models.transformer import DEFAULT_ENCODER, resolve_encoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrieverSettings:
+    """The sentence encoder (a sentence-similarity model: mean pooling, unit length) and its limits."""
+
+    encoder: str = DEFAULT_ENCODER
+    max_tokens: int = 64  # a longer sentence is cut: a code name is short, and so is what matches it
+    batch_size: int = 128
+
+
+def cache_dir() -> Path:
+    """Where name embeddings are cached: $ICD10_CODER_CACHE, else the user's cache folder."""
+    if os.environ.get("ICD10_CODER_CACHE"):
+        return Path(os.environ["ICD10_CODER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icd10-coder"
+
+
+@dataclass
+class _Scored:
+    best_sentence: np.ndarray  # (codes,) index of the sentence that matched each code best
+    segments: list[Segment]
+
+
+class SentenceEncoder:
+    """Mean-pooled, unit-length embeddings from a Hugging Face encoder (as sentence-transformers does)."""
+
+    def __init__(self, settings: RetrieverSettings) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_encoder(settings.encoder)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+            self.model = AutoModel.from_pretrained(path).eval()
+        except OSError as exc:
+            raise ArtifactError(f"cannot load the encoder {settings.encoder!r}: {exc}") from exc
+        self.settings = settings
+        self._torch = torch
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """(texts, dim) float32, each row of unit length; texts are embedded shortest first, in batches."""
+        from tqdm.auto import tqdm
+
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        steps = range(0, len(texts), self.settings.batch_size)
+        for start in tqdm(steps, desc="embedding names", unit="batch", disable=not progress):
+            idx = order[start:start + self.settings.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.settings.max_tokens, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state  # (batch, tokens, hidden)
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
+
+class CatalogRetriever:
+    """Scores every catalogue code by the best cosine similarity of one of its names to one sentence."""
+
+    kind = "retriever"
+
+    def __init__(self, settings: RetrieverSettings, codes: list[str], code_systems: list[str],
+                 name_code: np.ndarray, name_vectors: np.ndarray, encoder: SentenceEncoder | None = None) -> None:
+        if name_vectors.ndim != 2 or len(name_code) != len(name_vectors):
+            raise ArtifactError(f"retriever: {len(name_code)} names for {len(name_vectors)} vectors")
+        if len(name_code) and (np.any(np.diff(name_code) < 0) or name_code[-1] >= len(codes)):
+            raise ArtifactError("retriever: names must be grouped by code, in code order")
+        self.settings = settings
+        self.codes = codes
+        self.code_systems = code_systems
+        self.name_code = name_code.astype(np.int32)
+        self.name_vectors = np.ascontiguousarray(name_vectors, dtype=np.float32)  # (names, dim), unit rows
+        # Each code's names are one run of rows: a reduce over runs gives every code's best name.
+        self._starts = np.flatnonzero(np.r_[True, self.name_code[1:] != self.name_code[:-1]])
+        self._run_code = self.name_code[self._starts]
+        self._encoder = encoder or SentenceEncoder(settings)
+        self._recent = RecentResults()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def build(cls, catalog: Catalog, settings: RetrieverSettings | None = None,
+              systems: tuple[str, ...] = ("ICD-10-CM", "ICD-10-PCS"), cache: Path | None = None,
+              progress: bool = True) -> CatalogRetriever:
+        """Embed every code name of the catalogue (or read the vectors from the disk cache)."""
+        settings = settings or RetrieverSettings()
+        codes, code_systems, names, name_code = [], [], [], []
+        for system in systems:
+            for code, description, others in sorted(catalog_entries(catalog, system)):
+                for name in dict.fromkeys([description, *others]):
+                    names.append(name)
+                    name_code.append(len(codes))
+                codes.append(code)
+                code_systems.append(system)
+        encoder = SentenceEncoder(settings)
+        digest = hashlib.sha256("\0".join([settings.encoder, str(settings.max_tokens), *names]).encode()).hexdigest()
+        path = (cache or cache_dir()) / f"names-{digest[:24]}.npy"
+        if path.is_file():
+            vectors = np.load(path)
+        else:
+            logger.info("retriever: embedding %d names of %d codes (once; cached in %s)", len(names), len(codes),
+                        path.parent)
+            vectors = encoder.embed(names, progress=progress).astype(np.float16)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, vectors)
+            os.replace(tmp, path)
+        return cls(settings, codes, code_systems, np.asarray(name_code), vectors, encoder)
+
+    def _score(self, text: str) -> tuple[np.ndarray, _Scored]:
+        segments = split_sentences(text)
+        if not segments:
+            return np.zeros(len(self.codes), np.float32), _Scored(np.full(len(self.codes), -1), segments)
+        with self._lock:  # one torch pass at a time: request threads share the two cores anyway
+            sentences = self._encoder.embed([s.text for s in segments])  # (sentences, dim)
+        sims = sentences @ self.name_vectors.T  # (sentences, names)
+        best_sentence_of_name = sims.argmax(axis=0)
+        best_name = sims[best_sentence_of_name, np.arange(sims.shape[1])]  # (names,)
+        run_best = np.maximum.reduceat(best_name, self._starts)
+        scores = np.zeros(len(self.codes), np.float32)
+        scores[self._run_code] = np.clip(run_best, 0.0, 1.0)
+        # The sentence behind each code's best name.
+        winner = np.flatnonzero(best_name == np.repeat(run_best, np.diff(np.r_[self._starts, len(best_name)])))
+        best_sentence = np.full(len(self.codes), -1, dtype=np.int64)
+        best_sentence[self.name_code[winner[::-1]]] = best_sentence_of_name[winner[::-1]]
+        return scores, _Scored(best_sentence, segments)
+
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """Best name-to-sentence cosine similarity per code, clipped to [0, 1], (docs, codes). Not
+        calibrated probabilities."""
+        out = np.zeros((len(texts), len(self.codes)), dtype=np.float32)
+        for d, text in enumerate(texts):
+            out[d], scored = self._score(text)
+            self._recent.put(text, scored)
+        return out
+
+    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
+        """The sentence that came closest to one of each code's names."""
+        scored = self._recent.get(text) or self._score(text)[1]
+        return {i: (scored.segments[int(scored.best_sentence[i])] if scored.best_sentence[i] >= 0 else None)
+                for i in code_indices}
+
+    # -- storage -------------------------------------------------------------------------
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray], dict]:
+        """(settings, tensors, json parts) for the artifact writer; the vectors as float16."""
+        tensors = {"name_vectors": self.name_vectors.astype(np.float16), "name_code": self.name_code}
+        return asdict(self.settings), tensors, {}
+
+    @classmethod
+    def from_state(cls, settings: dict, tensors: dict[str, np.ndarray], parts: dict, codes: list[str],
+                   code_systems: list[str]) -> CatalogRetriever:
+        """Rebuild from what `to_state()` produced; raises ArtifactError when parts do not fit."""
+        try:
+            return cls(RetrieverSettings(**settings), codes, code_systems, tensors["name_code"],
+                       tensors["name_vectors"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"retriever state is incomplete or inconsistent: {exc}") from exc

@@ -1,0 +1,77 @@
+"""The dense catalogue retriever: what it scores, its evidence, the disk cache of name vectors, and a state
+round trip. A small stand-in catalogue keeps the names few; the encoder is the packaged MiniLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.errors import ArtifactError
+from models.retriever import CatalogRetriever, RetrieverSettings, SentenceEncoder
+
+
+class _Cm:
+    billable_codes = ["I10", "I21.9", "S72.90XA"]
+    _names = {"I10": ("Essential (primary) hypertension", ["High blood pressure"]),
+              "I21.9": ("Acute myocardial infarction, unspecified", ["Heart attack"]),
+              "S72.90XA": ("Unspecified fracture of unspecified femur, initial encounter", [])}
+
+    def description(self, code: str) -> str:
+        return self._names[code][0]
+
+    def inclusion_terms(self, code: str) -> list[str]:
+        return self._names[code][1]
+
+
+class _Catalog:
+    cm = _Cm()
+
+
+NOTE = "Seen for a heart attack two days ago.\nHis blood pressure has been high for years.\nNo injuries."
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory: pytest.TempPathFactory) -> CatalogRetriever:
+    return CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=tmp_path_factory.mktemp("cache"),
+                                  progress=False)
+
+
+def test_codes_are_scored_by_meaning_with_the_sentence_as_evidence(retriever: CatalogRetriever) -> None:
+    assert retriever.codes == ["I10", "I21.9", "S72.90XA"] and set(retriever.code_systems) == {"ICD-10-CM"}
+    probs = retriever.probs([NOTE])
+    assert probs.shape == (1, 3) and ((probs >= 0) & (probs <= 1)).all()
+    i10, i21, s72 = probs[0]
+    assert i21 > s72 and i10 > s72
+    spans = retriever.evidence(NOTE, [0, 1])
+    assert "blood pressure" in spans[0].text and "heart attack" in spans[1].text
+    assert NOTE[spans[1].start:spans[1].end] == spans[1].text
+
+
+def test_name_vectors_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("names-*.npy"))) == 1
+
+    def no_embedding(self, texts, progress=False):
+        raise AssertionError("the names were embedded again")
+
+    monkeypatch.setattr(SentenceEncoder, "embed", no_embedding)
+    again = CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=tmp_path, progress=False)
+    np.testing.assert_array_equal(again.name_vectors, first.name_vectors)
+
+
+def test_state_round_trip_gives_identical_scores(retriever: CatalogRetriever) -> None:
+    settings, tensors, parts = retriever.to_state()
+    assert tensors["name_vectors"].dtype == np.float16 and len(tensors["name_code"]) == 5  # 3 descriptions, 2 terms
+    loaded = CatalogRetriever.from_state(settings, tensors, parts, retriever.codes, retriever.code_systems)
+    np.testing.assert_array_equal(loaded.probs([NOTE]), retriever.probs([NOTE]))
+    with pytest.raises(ArtifactError, match="retriever"):
+        CatalogRetriever.from_state(settings, {"name_code": tensors["name_code"]}, parts, retriever.codes,
+                                    retriever.code_systems)
+
+
+def test_names_out_of_code_order_are_refused() -> None:
+    with pytest.raises(ArtifactError, match="grouped by code"):
+        CatalogRetriever(RetrieverSettings(), ["A", "B"], ["ICD-10-CM"] * 2, np.array([1, 0]), np.zeros((2, 384)),
+                         encoder=object())
