@@ -257,6 +257,17 @@ def _build_stated(state: ScorerState, root: Path, catalog: Catalog, **_: Any
         raise ArtifactError(f"{root}: {exc}") from exc
 
 
+def _build_retriever(state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", prefix: str = "",
+                     **_: Any) -> CatalogRetriever:
+    """The retriever; with the onnx runtime its sentences are encoded by its exported encoder when the
+    artifact has one (`python -m training.export`), else by PyTorch."""
+    retriever = _build_stated(state, root, catalog)
+    path = fast_encoder_file(root, prefix) if runtime in ("onnx", "auto") else None
+    if path is not None:
+        retriever.encoder.fast = OnnxEncoder(path)
+    return retriever
+
+
 def _build_matcher(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -> CatalogMatcher:
     try:
         return CatalogMatcher(catalog, tuple(state.systems), **state.settings)
@@ -360,7 +371,7 @@ _BUILDERS: dict[str, Callable[..., Any]] = {
     "hybrid": _build_hybrid,
     "neighbors": _build_stated,
     "groups": _build_stated,
-    "retriever": _build_stated,
+    "retriever": _build_retriever,
 }
 
 
@@ -376,12 +387,12 @@ DEFAULT_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
 
 
 def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any = None) -> list[Path]:
-    """Export the encoder of every transformer in an artifact to ONNX, next to its weights.
+    """Export the encoder of every transformer and dense retriever in an artifact to ONNX, next to its weights.
 
     Args:
         scorer: the artifact's scorer when the caller has it (training does), to skip loading it again.
 
-    Returns the files written (none for an artifact without a transformer).
+    Returns the files written (none for an artifact without a transformer or a dense retriever).
 
     Raises:
         ArtifactError: the artifact does not load, or the export does not match the PyTorch encoder.
@@ -396,4 +407,6 @@ def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any =
     for prefix, part in targets.items():
         if isinstance(part, TransformerCoder):
             written += export_encoder(part.model.encoder, root, prefix=prefix, quantize=quantize)
+        elif isinstance(part, CatalogRetriever):
+            written += export_encoder(part.encoder.model, root, prefix=prefix, quantize=quantize)
     return written

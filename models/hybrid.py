@@ -25,8 +25,6 @@ from models.text import Segment
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
 TIE_BREAK = 1e-6
-
-
 OBJECTIVES = ("binary", "lambdarank")
 
 
@@ -231,7 +229,7 @@ class HybridCoder:
         if settings.objective not in OBJECTIVES:
             raise ArtifactError(f"unknown ranker objective {settings.objective!r}; expected one of {OBJECTIVES}")
         self.groups = group_scorers(components)
-        expected = len(self._feature_names())
+        expected = len(ranker_feature_names(components, settings.cooccurrence))
         if self._ranker.num_feature() != expected:
             raise ArtifactError(
                 f"the ranker expects {self._ranker.num_feature()} features, the components give {expected}"
@@ -257,10 +255,6 @@ class HybridCoder:
     def proposers(self) -> dict[str, Any]:
         """The components whose columns are codes (candidates); the others score code groups."""
         return {name: comp for name, comp in self.components.items() if name not in self.groups}
-
-    def _feature_names(self) -> list[str]:
-        proposing = [n for n in self.components if n not in self.groups]
-        return feature_names(proposing, [n for n in self.components if n in self.groups], self.settings.cooccurrence)
 
     def component_scores(self, texts: list[str]) -> list[dict[str, dict[str, dict[str, float]]]]:
         """Per note: component -> system -> {code: score} for each component's top candidates."""
@@ -305,6 +299,13 @@ class HybridCoder:
 def group_scorers(components: dict[str, Any]) -> frozenset[str]:
     """The names of the components that score code groups (features of candidates, never candidates)."""
     return frozenset(name for name, comp in components.items() if isinstance(comp, GroupCoder))
+
+
+def ranker_feature_names(components: dict[str, Any], cooccurrence: bool) -> list[str]:
+    """The ranker's feature names for a hybrid of these components (in their order)."""
+    groups = group_scorers(components)
+    return feature_names([n for n in components if n not in groups], [n for n in components if n in groups],
+                         cooccurrence)
 
 
 def top_scores(row: np.ndarray, system_ids: np.ndarray, codes: list[str], depth: int) -> dict[str, dict[str, float]]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from models.catalog import Catalog
 from models.errors import ArtifactError
+from models.fast_encoder import OnnxEncoder
 from models.matcher import catalog_entries
 from models.text import RecentResults, Segment, split_sentences
 from models.transformer import DEFAULT_ENCODER, resolve_encoder
@@ -52,7 +53,9 @@ class _Scored:
 
 
 class SentenceEncoder:
-    """Mean-pooled, unit-length embeddings from a Hugging Face encoder (as sentence-transformers does)."""
+    """Mean-pooled, unit-length embeddings from a Hugging Face encoder (as sentence-transformers does).
+    With `fast` set (the encoder exported to ONNX, see `models.fast_encoder`) the note's sentences run in
+    ONNX Runtime; PyTorch stays the reference, and embeds the catalogue names."""
 
     def __init__(self, settings: RetrieverSettings) -> None:
         import torch
@@ -66,6 +69,7 @@ class SentenceEncoder:
             raise ArtifactError(f"cannot load the encoder {settings.encoder!r}: {exc}") from exc
         self.settings = settings
         self._torch = torch
+        self.fast: OnnxEncoder | None = None
 
     @property
     def dim(self) -> int:
@@ -75,6 +79,8 @@ class SentenceEncoder:
         """(texts, dim) float32, each row of unit length; texts are embedded shortest first, in batches."""
         from tqdm.auto import tqdm
 
+        if self.fast is not None:
+            return self._embed_fast(texts)
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -89,6 +95,14 @@ class SentenceEncoder:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
         return out
+
+    def _embed_fast(self, texts: list[str]) -> np.ndarray:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.settings.max_tokens,
+                               return_tensors="np")
+        hidden = self.fast(batch["input_ids"], batch["attention_mask"])  # (texts, tokens, hidden)
+        mask = batch["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
 class CatalogRetriever:
@@ -142,6 +156,16 @@ class CatalogRetriever:
             np.save(tmp, vectors)
             os.replace(tmp, path)
         return cls(settings, codes, code_systems, np.asarray(name_code), vectors, encoder)
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        """The sentence encoder (its PyTorch module is what `models.artifact.export_fast_path` exports)."""
+        return self._encoder
+
+    @property
+    def runtime(self) -> str:
+        """Where the note's sentences are encoded: "onnx" or "torch"."""
+        return "onnx" if self._encoder.fast is not None else "torch"
 
     def _score(self, text: str) -> tuple[np.ndarray, _Scored]:
         segments = split_sentences(text)

@@ -1,7 +1,7 @@
 """`python -m training.export --artifact DIR`: add the fast path to an artifact.
 
-Exports the encoder of the artifact's transformer (alone or inside a hybrid) to ONNX next to its weights,
-checked against PyTorch, and an int8 copy. The service serves it with `CODER_RUNTIME=onnx` (the default);
+Exports the encoder of the artifact's transformer (alone or inside a hybrid), and the sentence encoder of its
+dense retriever, to ONNX next to its weights, checked against PyTorch, and an int8 copy. The service serves it with `CODER_RUNTIME=onnx` (the default);
 `CODER_RUNTIME=torch` keeps the PyTorch reference path. Training writes these files itself.
 """
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not written:
-        print(f"{args.artifact} has no transformer: nothing to export")
+        print(f"{args.artifact} has no transformer and no dense retriever: nothing to export")
     for path in written:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

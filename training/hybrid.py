@@ -25,8 +25,8 @@ from models.hybrid import (
     code_converter,
     collect_component_scores,
     component_columns,
-    feature_names,
     group_scorers,
+    ranker_feature_names,
 )
 from models.linear import LinearCoder, LinearSettings
 from models.matcher import CatalogMatcher
@@ -87,8 +87,7 @@ def out_of_fold_rows(
             features.append(rows)
             labels.append(np.asarray([pair in gold for pair in pairs], dtype=np.int8))
             doc_index.append(np.full(len(pairs), doc))
-    names = feature_names([n for n in components if n not in groups], [n for n in components if n in groups],
-                          settings.cooccurrence)
+    names = ranker_feature_names(components, settings.cooccurrence)
     return np.concatenate(features), np.concatenate(labels), np.concatenate(doc_index), names
 
 

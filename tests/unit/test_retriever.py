@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.artifact import export_fast_path, load_artifact, save_artifact
+from models.decision import Thresholds
 from models.errors import ArtifactError
 from models.retriever import CatalogRetriever, RetrieverSettings, SentenceEncoder
 
@@ -75,3 +77,16 @@ def test_names_out_of_code_order_are_refused() -> None:
     with pytest.raises(ArtifactError, match="grouped by code"):
         CatalogRetriever(RetrieverSettings(), ["A", "B"], ["ICD-10-CM"] * 2, np.array([1, 0]), np.zeros((2, 384)),
                          encoder=object())
+
+
+def test_onnx_sentence_encoder_matches_pytorch(tiny_encoder_dir, catalog, tmp_path: Path) -> None:
+    settings = RetrieverSettings(encoder=str(tiny_encoder_dir))
+    built = CatalogRetriever.build(_Catalog(), settings, systems=("ICD-10-CM",), cache=tmp_path / "cache",
+                                   progress=False)
+    saved = save_artifact(tmp_path / "retriever", built, Thresholds(), model_version="tiny-retriever")
+    written = export_fast_path(saved, scorer=built)
+    assert sorted(p.name for p in written) == ["encoder.int8.onnx", "encoder.onnx"]
+    reference = load_artifact(saved, catalog, runtime="torch").scorer
+    fast = load_artifact(saved, catalog, runtime="onnx").scorer
+    assert (reference.runtime, fast.runtime) == ("torch", "onnx")
+    np.testing.assert_allclose(fast.probs([NOTE]), reference.probs([NOTE]), atol=0.05)
