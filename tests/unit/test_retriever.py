@@ -90,3 +90,23 @@ def test_onnx_sentence_encoder_matches_pytorch(tiny_encoder_dir, catalog, tmp_pa
     fast = load_artifact(saved, catalog, runtime="onnx").scorer
     assert (reference.runtime, fast.runtime) == ("torch", "onnx")
     np.testing.assert_allclose(fast.probs([NOTE]), reference.probs([NOTE]), atol=0.05)
+
+
+def test_ivf_search_agrees_with_exact_search(retriever: CatalogRetriever) -> None:
+    settings, tensors, parts = retriever.to_state()
+
+    def ivf(neighbours: int) -> CatalogRetriever:
+        return CatalogRetriever.from_state(settings | {"search": "ivf", "neighbours": neighbours}, tensors, parts,
+                                           retriever.codes, retriever.code_systems)
+
+    exact = retriever.probs([NOTE])[0]
+    # Asked for every name, the index finds what the exact search does (one cluster for 5 names).
+    np.testing.assert_allclose(ivf(5).probs([NOTE])[0], exact, atol=1e-5)
+    assert ivf(5).evidence(NOTE, [1])[1].text == retriever.evidence(NOTE, [1])[1].text
+    # Asked for fewer, a code's score comes from the sentences that reached it: never above the exact one.
+    few = ivf(1).probs([NOTE])[0]
+    assert (few > 0).sum() >= 2 and (few <= exact + 1e-5).all()
+    assert np.argmax(few) == np.argmax(exact)
+    with pytest.raises(ArtifactError, match="unknown search"):
+        CatalogRetriever.from_state(settings | {"search": "hnsw"}, tensors, parts, retriever.codes,
+                                    retriever.code_systems)
