@@ -30,6 +30,20 @@ class LinearSettings:
     keep_per_code: int = 400  # only the largest weights of each code are stored (size; measured harmless)
 
 
+def tfidf_vectorizer(ngram_max: int, min_df: int, max_features: int, vocabulary: list[str] | None = None
+                     ) -> TfidfVectorizer:
+    """Word 1..n-grams of folded text, sublinear counts; fitted anew, or over a stored vocabulary."""
+    return TfidfVectorizer(
+        preprocessor=fold,
+        ngram_range=(1, ngram_max),
+        min_df=min_df if vocabulary is None else 1,
+        max_features=max_features if vocabulary is None else None,
+        sublinear_tf=True,
+        vocabulary=vocabulary,
+        dtype=np.float32,
+    )
+
+
 class LinearCoder:
     """One-vs-rest logistic regression over TF-IDF features, for one or several code systems."""
 
@@ -60,15 +74,7 @@ class LinearCoder:
 
     @staticmethod
     def _make_vectorizer(settings: LinearSettings, vocabulary: list[str] | None = None) -> TfidfVectorizer:
-        return TfidfVectorizer(
-            preprocessor=fold,
-            ngram_range=(1, settings.ngram_max),
-            min_df=settings.min_df if vocabulary is None else 1,
-            max_features=settings.max_features if vocabulary is None else None,
-            sublinear_tf=True,
-            vocabulary=vocabulary,
-            dtype=np.float32,
-        )
+        return tfidf_vectorizer(settings.ngram_max, settings.min_df, settings.max_features, vocabulary)
 
     @classmethod
     def fit(

@@ -18,7 +18,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from models.errors import ArtifactError, InputError
-from models.text import Segment, fold
+from models.linear import tfidf_vectorizer
+from models.text import Segment
 
 
 @dataclass(frozen=True)
@@ -141,15 +142,7 @@ class NeighborCoder:
 
 
 def _vectorizer(settings: NeighborSettings, vocabulary: list[str] | None = None) -> TfidfVectorizer:
-    return TfidfVectorizer(
-        preprocessor=fold,
-        ngram_range=(1, settings.ngram_max),
-        min_df=settings.min_df if vocabulary is None else 1,
-        max_features=settings.max_features if vocabulary is None else None,
-        sublinear_tf=True,
-        vocabulary=vocabulary,
-        dtype=np.float32,
-    )
+    return tfidf_vectorizer(settings.ngram_max, settings.min_df, settings.max_features, vocabulary)
 
 
 def _csr_tensors(name: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
