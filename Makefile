@@ -22,6 +22,7 @@ serve: install
 	$(PY) -m service
 
 test: install
+	bash tests/services.sh
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
