@@ -4,6 +4,7 @@ round trip. A small stand-in catalogue keeps the names few; the encoder is the p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ from models.retriever import CatalogRetriever, RetrieverSettings, SentenceEncode
 
 
 class _Cm:
-    billable_codes = ["I10", "I21.9", "S72.90XA"]
-    _names = {"I10": ("Essential (primary) hypertension", ["High blood pressure"]),
+    billable_codes: ClassVar[list[str]] = ["I10", "I21.9", "S72.90XA"]
+    _names: ClassVar[dict[str, tuple[str, list[str]]]] = {"I10": ("Essential (primary) hypertension", ["High blood pressure"]),
               "I21.9": ("Acute myocardial infarction, unspecified", ["Heart attack"]),
               "S72.90XA": ("Unspecified fracture of unspecified femur, initial encounter", [])}
 
