@@ -36,6 +36,7 @@ from models.fast_encoder import (
     INT8_FILE,
     RUNTIMES,
     OnnxEncoder,
+    OnnxRuntime,
     export_encoder,
     fast_encoder_file,
     head_choice,
@@ -291,8 +292,7 @@ def _build_transformer(
         if path is None:
             raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
                                 f"`python -m training.export --artifact {root}` or use the torch runtime")
-        coder.fast_encoder = OnnxEncoder(path)
-        coder.use_head(head_choice(head_precision))
+        coder.use_runtime(OnnxRuntime(OnnxEncoder(path), coder.model.head, head_choice(head_precision)))
     return coder
 
 

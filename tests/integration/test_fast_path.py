@@ -13,8 +13,8 @@ from models.artifact import export_fast_path, load_artifact, save_artifact
 from models.catalog import Catalog
 from models.decision import Thresholds
 from models.errors import ArtifactError
-from models.fast_encoder import FP32_FILE, INT8_FILE
-from models.transformer import TransformerCoder, TransformerSettings
+from models.fast_encoder import FP32_FILE, INT8_FILE, EncodedNote, OnnxRuntime
+from models.transformer import TorchRuntime, TransformerCoder, TransformerSettings
 from training.export import main as export_main
 
 NOTES = [
@@ -42,10 +42,12 @@ def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path,
     assert int8_nodes["/encoder/encoder/layer.0/output/dense/MatMul"] == "MatMul"
     assert "MatMulInteger" in int8_nodes.values() and "QAttention" in int8_nodes.values()
     reference = load_artifact(artifact, runtime="torch").scorer
-    assert reference.runtime == "torch"
+    assert reference.runtime == "torch" and isinstance(reference.engine, TorchRuntime)
+    assert isinstance(load_artifact(artifact, runtime="auto").scorer.engine, OnnxRuntime)
     (artifact / INT8_FILE).rename(artifact / "int8.aside")  # the fp32 export first: it must match exactly
     fast = load_artifact(artifact, runtime="onnx", head_precision="float32").scorer
-    assert fast.runtime == "onnx" and fast.fast_encoder.path.name == FP32_FILE
+    assert fast.runtime == "onnx" and isinstance(fast.engine, OnnxRuntime)
+    assert fast.engine.encoder.path.name == FP32_FILE
     np.testing.assert_allclose(fast.probs(NOTES), reference.probs(NOTES), atol=1e-4)
     _, ref_argmax, _ = reference.logits_and_attention(NOTES)
     _, fast_argmax, _ = fast.logits_and_attention(NOTES)
@@ -62,10 +64,10 @@ def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path,
     assert passes == [2, 1]
     (artifact / "int8.aside").rename(artifact / INT8_FILE)
     quantized = load_artifact(artifact, runtime="onnx", head_precision="bfloat16").scorer
-    assert quantized.fast_encoder.path.name == INT8_FILE and quantized.head_dtype == torch.bfloat16
+    assert quantized.engine.encoder.path.name == INT8_FILE and quantized.engine.head_dtype == torch.bfloat16
     np.testing.assert_allclose(quantized.probs(NOTES), reference.probs(NOTES), atol=0.05)
     auto = load_artifact(artifact, runtime="onnx").scorer
-    assert auto.fast_head is not None  # auto: the int8 head in ONNX Runtime
+    assert auto.engine.int8_head is not None  # auto: the int8 head in ONNX Runtime
     np.testing.assert_allclose(auto.probs(NOTES), reference.probs(NOTES), atol=0.05)
 
 
@@ -73,22 +75,25 @@ def test_the_int8_head_is_the_packed_head_to_quantisation_error(artifact: Path) 
     export_fast_path(artifact)
     fp32 = load_artifact(artifact, runtime="onnx", head_precision="float32").scorer
     int8 = load_artifact(artifact, runtime="onnx", head_precision="int8").scorer
-    assert fp32.fast_head is None and int8.fast_head is not None
+    assert fp32.engine.int8_head is None and int8.engine.int8_head is not None
     # One thread per note: the request threads running their heads side by side are the parallelism.
-    assert int8.fast_head.session.get_session_options().intra_op_num_threads == 1
+    assert int8.engine.int8_head.session.get_session_options().intra_op_num_threads == 1
     rows = fp32._shared_pass(NOTES)
     for row in rows:
-        (exact_logits, exact_best, _), (logits, best, _) = fp32._own_part(row), int8._own_part(row)
+        assert isinstance(row, EncodedNote)
+        (exact_logits, exact_best, _), (logits, best, _) = fp32.engine.finish(fp32.model, row), \
+            int8.engine.finish(int8.model, row)
         assert logits.shape == exact_logits.shape and best.shape == exact_best.shape
         np.testing.assert_allclose(logits, exact_logits, atol=0.1)
         assert (best == exact_best).mean() >= 0.75  # near-ties in attention may flip under int8
     # The int8 head is built from the weights it was loaded with: other weights give other logits.
     with torch.no_grad():
         int8.model.head.out_bias.add_(1.0)
-    int8.use_head("int8")
-    np.testing.assert_allclose(int8._own_part(rows[0])[0], fp32._own_part(rows[0])[0] + 1.0, atol=0.1)
-    int8.use_head("float32")
-    assert int8.fast_head is None and int8.head_dtype == torch.float32
+    int8.engine.use_head(int8.model.head, "int8")
+    np.testing.assert_allclose(int8.engine.finish(int8.model, rows[0]).logits,
+                               fp32.engine.finish(fp32.model, rows[0]).logits + 1.0, atol=0.1)
+    int8.engine.use_head(int8.model.head, "float32")
+    assert int8.engine.int8_head is None and int8.engine.head_dtype == torch.float32
 
 
 def test_onnx_without_an_export_or_with_a_bad_file_is_refused(artifact: Path, capsys) -> None:

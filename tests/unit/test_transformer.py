@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from models.transformer import TransformerCoder, TransformerSettings, encode_notes
+from models.transformer import NoteScores, TransformerCoder, TransformerSettings, encode_notes
 
 
 def _coder(tiny_encoder_dir, n_labels: int = 3, **kw) -> TransformerCoder:
@@ -101,3 +101,17 @@ def test_the_packed_head_gives_the_padded_heads_logits_and_argmax() -> None:
             one_logits, one_best = head.one_note(hidden[note, :n])
             torch.testing.assert_close(one_logits, logits[note], atol=1e-5, rtol=1e-5)
             assert torch.equal(one_best, best[note])
+
+
+def test_the_torch_runtime_runs_the_whole_model_in_the_shared_pass(tiny_encoder_dir) -> None:
+    coder = _coder(tiny_encoder_dir)
+    texts = ["Essential hypertension.\nKidney stone on ultrasound.", "Diabetes. " * 20]
+    rows = coder._shared_pass(texts)
+    assert coder.runtime == "torch" and all(isinstance(row, NoteScores) for row in rows)
+    assert all(coder.engine.finish(coder.model, row) is row for row in rows)  # nothing is left per note
+    encoded = encode_notes(coder.tokenizer, texts, coder.settings)
+    with torch.no_grad():
+        logits, attention = coder.model(encoded.input_ids, encoded.attention_mask)
+    np.testing.assert_array_equal(np.stack([row.logits for row in rows]), logits.numpy())
+    np.testing.assert_array_equal(np.stack([row.best_token for row in rows]), attention.argmax(dim=-1).numpy())
+    np.testing.assert_array_equal(np.stack([row.offsets for row in rows]), encoded.offsets)
