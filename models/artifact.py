@@ -1,11 +1,12 @@
 """The trained artifact: one directory per model, written atomically, validated on load, never pickled.
 
 Layout:
-    config.json          format version, kind of scorer and its settings, model version
+    config.json          format version, kind of scorer and its settings, model version, the scorer's own files
     labels.json          {"ICD-10-CM": [...], "ICD-10-PCS": [...]}, each sorted; outputs follow this order
     weights.safetensors  the scorer's arrays (absent for the catalogue matcher, which has none)
     parts.json           non-array state (e.g. the linear model's vocabulary, code frequencies)
-    ranker.txt           the hybrid's LightGBM ranker, in LightGBM's text model format
+    ranker.txt           the hybrid's LightGBM ranker, in LightGBM's text model format (one of the scorer's
+                         own files, which config.json lists under "files")
     thresholds.json      the decision thresholds
     metrics.json         the evaluation that justified them
     training_config.json the resolved training recipe
@@ -18,8 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from models.calibration import IsotonicCalibrator
 from models.catalog import Catalog, get_catalog
 from models.decision import Thresholds
 from models.errors import ArtifactError
@@ -42,98 +40,59 @@ from models.fast_encoder import (
     head_choice,
 )
 from models.hierarchy import GroupCoder
-from models.hybrid import CodeStats, HybridCoder, HybridSettings, code_converter
+from models.hybrid import HybridCoder
 from models.linear import LinearCoder
 from models.matcher import CatalogMatcher
 from models.neighbors import NeighborCoder
 from models.predictor import SYSTEMS, Predictor
 from models.retriever import CatalogRetriever
-from models.scorer import CompositeScorer
+from models.scorer import CompositeScorer, ScorerState, StateContext
 from models.transformer import TransformerCoder
 
 FORMAT_VERSION = 1
-KINDS = ("linear", "matcher", "transformer", "hybrid", "neighbors", "groups", "retriever")
+# Every kind of scorer an artifact can hold (a hybrid holds several): its class offers `to_state()` and
+# `from_state(state, context)` (see `models.scorer`).
+SCORER_KINDS: dict[str, type] = {
+    "linear": LinearCoder,
+    "matcher": CatalogMatcher,
+    "transformer": TransformerCoder,
+    "hybrid": HybridCoder,
+    "neighbors": NeighborCoder,
+    "groups": GroupCoder,
+    "retriever": CatalogRetriever,
+}
+KINDS = tuple(SCORER_KINDS)
 DEFAULT_MODEL_VERSION = "catalog-matcher-default"
-
-
-def _labels_of(scorer: Any) -> dict[str, list[str]]:
-    labels: dict[str, list[str]] = {s: [] for s in SYSTEMS}
-    for code, system in zip(scorer.codes, scorer.code_systems):
-        labels[system].append(code)
-    return labels
+# The artifact's own files; a scorer's files take other names.
+_RESERVED = frozenset({"config.json", "labels.json", "weights.safetensors", "parts.json", "thresholds.json",
+                       "metrics.json", "training_config.json", "data_fingerprint.json"})
 
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-@dataclass
-class ScorerState:
-    """What an artifact stores of a scorer: arrays go to safetensors, the rest to JSON or text files."""
-
-    kind: str
-    settings: dict
-    systems: list[str]
-    tensors: dict[str, np.ndarray] = field(default_factory=dict)
-    parts: dict = field(default_factory=dict)
-    labels: dict[str, list[str]] | None = None
-    texts: dict[str, str] = field(default_factory=dict)  # file name -> content (the ranker's text model)
-
-
-def _sorted_labels(scorer: Any) -> dict[str, list[str]]:
-    labels = _labels_of(scorer)
-    for system, codes in labels.items():
-        if codes != sorted(codes):
-            raise ArtifactError(f"{system} labels are not sorted")
-    return labels
-
-
-def _linear_state(scorer: LinearCoder) -> ScorerState:
-    settings, tensors, parts = scorer.state()
-    labels = _sorted_labels(scorer)
-    return ScorerState("linear", settings, [s for s in SYSTEMS if labels[s]], tensors, parts, labels)
-
-
-def _matcher_state(scorer: CatalogMatcher) -> ScorerState:
-    return ScorerState("matcher", scorer.settings(), list(dict.fromkeys(scorer.code_systems)))
-
-
-def _transformer_state(scorer: TransformerCoder) -> ScorerState:
-    settings, tensors = scorer.state()
-    labels = _sorted_labels(scorer)
-    return ScorerState("transformer", settings, [s for s in SYSTEMS if labels[s]], tensors, {}, labels)
-
-
-def _stated_state(scorer: NeighborCoder | GroupCoder | CatalogRetriever) -> ScorerState:
-    """A scorer with the `to_state()` / `from_state()` contract and a code vocabulary."""
-    settings, tensors, parts = scorer.to_state()
-    labels = _sorted_labels(scorer)
-    return ScorerState(scorer.kind, settings, [s for s in SYSTEMS if labels[s]], tensors, parts, labels)
-
-
-def _hybrid_state(scorer: HybridCoder) -> ScorerState:
-    """Each component's state nested under its name: tensors `<name>.<tensor>`, parts and labels by name."""
-    settings: dict = {"hybrid": scorer.settings_dict(), "components": {}}
-    tensors: dict[str, np.ndarray] = {}
-    parts: dict = {"stats": asdict(scorer.stats), "components": {}, "labels": {}}
-    for name, component in scorer.components.items():
-        sub = scorer_state(component)
-        settings["components"][name] = {"kind": sub.kind, "settings": sub.settings, "systems": sub.systems}
-        tensors |= {f"{name}.{k}": v for k, v in sub.tensors.items()}
-        parts["components"][name] = sub.parts
-        parts["labels"][name] = sub.labels
-    if scorer.calibrator is not None:
-        tensors |= {"calibration.x": scorer.calibrator.x, "calibration.y": scorer.calibrator.y}
-    return ScorerState("hybrid", settings, list(dict.fromkeys(scorer.code_systems)), tensors, parts, None,
-                       {"ranker.txt": scorer.ranker_text})
-
-
 def scorer_state(scorer: Any) -> ScorerState:
-    """The state of a scorer of a known kind. Raises ArtifactError for other objects."""
-    for cls, to_state in _STATE_OF.items():
-        if isinstance(scorer, cls):
-            return to_state(scorer)
-    raise ArtifactError(f"cannot save a scorer of type {type(scorer).__name__}")
+    """The state of a scorer of a known kind (`SCORER_KINDS`), a hybrid's components included.
+
+    Raises:
+        ArtifactError: for an object of another type, or a state the artifact cannot hold.
+    """
+    if not isinstance(scorer, tuple(SCORER_KINDS.values())):
+        raise ArtifactError(f"cannot save a scorer of type {type(scorer).__name__}")
+    if isinstance(scorer, CompositeScorer):
+        for component in scorer.components.values():
+            if not isinstance(component, tuple(SCORER_KINDS.values())) or isinstance(component, CompositeScorer):
+                raise ArtifactError(f"cannot save a hybrid component of type {type(component).__name__}")
+    state = scorer.to_state()
+    for name in state.files:
+        if name in _RESERVED or not _plain_file_name(name):
+            raise ArtifactError(f"a scorer file may not be named {name!r}")
+    return state
+
+
+def _plain_file_name(name: str) -> bool:
+    return bool(name) and Path(name).name == name and not name.startswith(".") and "\\" not in name
 
 
 def save_artifact(
@@ -163,6 +122,7 @@ def save_artifact(
         "model_version": model_version or f"{state.kind}-{created:%Y%m%d-%H%M%S}",
         "created": created.isoformat(),
         "systems": state.systems,
+        "files": sorted(state.files),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -174,8 +134,8 @@ def save_artifact(
             save_file({k: np.ascontiguousarray(v) for k, v in state.tensors.items()}, str(tmp / "weights.safetensors"))
         if state.parts:
             _write_json(tmp / "parts.json", state.parts)
-        for name, content in state.texts.items():
-            (tmp / name).write_text(content, encoding="utf-8")
+        for name, content in state.files.items():
+            (tmp / name).write_bytes(content)
         _write_json(tmp / "thresholds.json", thresholds.to_dict())
         _write_json(tmp / "metrics.json", metrics or {})
         _write_json(tmp / "training_config.json", training_config or {})
@@ -228,102 +188,50 @@ def _read_state(root: Path, config: dict) -> ScorerState:
     if labels is not None and (not isinstance(labels, dict) or set(labels) - set(SYSTEMS)):
         raise ArtifactError(f"{root / 'labels.json'}: expected an object keyed by {list(SYSTEMS)}")
     parts = _read_json(root / "parts.json") if (root / "parts.json").exists() else {}
-    texts = {p.name: p.read_text(encoding="utf-8") for p in root.glob("*.txt")}
+    # The scorer's own files are listed in config.json; an artifact written before the list has its ranker
+    # as its only one, a text file.
+    names = config.get("files")
+    if names is None:
+        names = sorted(p.name for p in root.glob("*.txt"))
+    if not isinstance(names, list) or not all(isinstance(n, str) and _plain_file_name(n) for n in names):
+        raise ArtifactError(f"{root / 'config.json'}: files must be a list of plain file names")
+    files = {}
+    for name in names:
+        try:
+            files[name] = (root / name).read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{root / name}: cannot be read ({type(exc).__name__})") from exc
     return ScorerState(config["kind"], config.get("settings") or {}, config.get("systems") or list(SYSTEMS),
-                       tensors, parts, labels, texts)
+                       tensors, parts, labels, files)
 
 
-def _codes_of(labels: dict[str, list[str]] | None, where: Path) -> tuple[list[str], list[str]]:
-    if not labels:
-        raise ArtifactError(f"{where}: the code vocabulary (labels) is missing")
-    return [c for s in SYSTEMS for c in labels.get(s, [])], [s for s in SYSTEMS for _ in labels.get(s, [])]
+def _parts_by_prefix(scorer: Any) -> dict[str, Any]:
+    """The scorers that do the work, keyed by the prefix of their files in the artifact: a hybrid's
+    components ("<name>."), or the scorer itself ("")."""
+    if isinstance(scorer, CompositeScorer):
+        return {f"{name}.": part for name, part in scorer.components.items()}
+    return {"": scorer}
 
 
-def _build_linear(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -> LinearCoder:
-    codes, code_systems = _codes_of(state.labels, root / "labels.json")
-    if not state.tensors:
-        raise ArtifactError(f"{root / 'weights.safetensors'}: missing")
-    try:
-        return LinearCoder.from_state(state.settings, state.tensors, state.parts, codes, code_systems)
-    except ArtifactError as exc:
-        raise ArtifactError(f"{root}: {exc}") from exc
+def _choose_runtimes(scorer: Any, root: Path, runtime: str, head_precision: str) -> None:
+    """Each transformer and dense retriever on the asked runtime: with "onnx" (or "auto") their encoder
+    runs from the artifact's exported ONNX file (`python -m training.export`).
 
-
-def _build_stated(state: ScorerState, root: Path, catalog: Catalog, **_: Any
-                  ) -> NeighborCoder | GroupCoder | CatalogRetriever:
-    codes, code_systems = _codes_of(state.labels, root / "labels.json")
-    try:
-        return _STATED[state.kind].from_state(state.settings, state.tensors, state.parts, codes, code_systems)
-    except ArtifactError as exc:
-        raise ArtifactError(f"{root}: {exc}") from exc
-
-
-def _build_retriever(state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", prefix: str = "",
-                     **_: Any) -> CatalogRetriever:
-    """The retriever; with the onnx runtime its sentences are encoded by its exported encoder when the
-    artifact has one (`python -m training.export`), else by PyTorch."""
-    retriever = _build_stated(state, root, catalog)
-    path = fast_encoder_file(root, prefix) if runtime in ("onnx", "auto") else None
-    if path is not None:
-        retriever.encoder.fast = OnnxEncoder(path)
-    return retriever
-
-
-def _build_matcher(state: ScorerState, root: Path, catalog: Catalog, **_: Any) -> CatalogMatcher:
-    try:
-        return CatalogMatcher(catalog, tuple(state.systems), **state.settings)
-    except TypeError as exc:
-        raise ArtifactError(f"{root / 'config.json'}: bad matcher settings ({exc})") from exc
-
-
-def _build_transformer(
-    state: ScorerState, root: Path, catalog: Catalog, runtime: str = "torch", prefix: str = "",
-    head_precision: str = "auto", **_: Any
-) -> TransformerCoder:
-    codes, code_systems = _codes_of(state.labels, root / "labels.json")
-    try:
-        coder = TransformerCoder.from_state(state.settings, state.tensors, codes, code_systems)
-    except ArtifactError as exc:
-        raise ArtifactError(f"{root / 'weights.safetensors'}: {exc}") from exc
-    if runtime in ("onnx", "auto"):
+    Raises:
+        ArtifactError: "onnx" for a transformer the artifact has no exported encoder for.
+    """
+    if runtime not in ("onnx", "auto"):
+        return
+    for prefix, part in _parts_by_prefix(scorer).items():
         path = fast_encoder_file(root, prefix)
-        if path is None and runtime == "auto":
-            return coder
-        if path is None:
-            raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
-                                f"`python -m training.export --artifact {root}` or use the torch runtime")
-        coder.use_runtime(OnnxRuntime(OnnxEncoder(path), coder.model.head, head_choice(head_precision)))
-    return coder
-
-
-def _build_hybrid(state: ScorerState, root: Path, catalog: Catalog, **options: Any) -> HybridCoder:
-    try:
-        hybrid_settings = HybridSettings(**state.settings["hybrid"])
-        stats = CodeStats(**state.parts["stats"])
-        components = {}
-        for name, spec in state.settings["components"].items():
-            if spec["kind"] not in _BUILDERS or spec["kind"] == "hybrid":
-                raise ArtifactError(f"{root / 'config.json'}: unknown component kind {spec['kind']!r}")
-            prefix = f"{name}."
-            sub = ScorerState(
-                spec["kind"], spec["settings"], spec["systems"],
-                {k.removeprefix(prefix): v for k, v in state.tensors.items() if k.startswith(prefix)},
-                state.parts["components"].get(name) or {}, state.parts["labels"].get(name),
-            )
-            components[name] = _BUILDERS[spec["kind"]](sub, root, catalog, prefix=f"{name}.", **options)
-    except (KeyError, TypeError) as exc:
-        raise ArtifactError(f"{root}: hybrid settings or parts are incomplete ({exc})") from exc
-    calibrator = (
-        IsotonicCalibrator(state.tensors["calibration.x"], state.tensors["calibration.y"])
-        if "calibration.x" in state.tensors else None
-    )
-    if "ranker.txt" not in state.texts:
-        raise ArtifactError(f"{root / 'ranker.txt'}: missing")
-    try:
-        return HybridCoder(components, stats, state.texts["ranker.txt"], hybrid_settings,
-                           convert=code_converter(catalog, hybrid_settings.code_form), calibrator=calibrator)
-    except ArtifactError as exc:
-        raise ArtifactError(f"{root / 'ranker.txt'}: {exc}") from exc
+        if isinstance(part, TransformerCoder):
+            if path is None and runtime == "onnx":
+                raise ArtifactError(f"{root}: no exported encoder ({prefix}{INT8_FILE}); run "
+                                    f"`python -m training.export --artifact {root}` or use the torch runtime")
+            if path is not None:
+                part.use_runtime(OnnxRuntime(OnnxEncoder(path), part.model.head, head_choice(head_precision)))
+        elif isinstance(part, CatalogRetriever) and path is not None:
+            part.encoder.fast = OnnxEncoder(path)  # else PyTorch encodes its sentences
 
 
 def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime: str = "torch",
@@ -349,30 +257,12 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
     catalog = catalog or get_catalog()
     thresholds = Thresholds.from_dict(_read_json(root / "thresholds.json"))
     head_choice(head_precision)  # an unknown precision is refused whether or not a transformer is inside
-    scorer = _BUILDERS[config["kind"]](_read_state(root, config), root, catalog, runtime=runtime,
-                                       head_precision=head_precision)
+    try:
+        scorer = StateContext(catalog, SCORER_KINDS).from_state(_read_state(root, config))
+    except ArtifactError as exc:
+        raise ArtifactError(f"{root}: {exc}") from exc
+    _choose_runtimes(scorer, root, runtime, head_precision)
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))
-
-
-_STATE_OF: dict[type, Callable[[Any], ScorerState]] = {
-    LinearCoder: _linear_state,
-    CatalogMatcher: _matcher_state,
-    TransformerCoder: _transformer_state,
-    HybridCoder: _hybrid_state,
-    NeighborCoder: _stated_state,
-    GroupCoder: _stated_state,
-    CatalogRetriever: _stated_state,
-}
-_STATED = {"neighbors": NeighborCoder, "groups": GroupCoder, "retriever": CatalogRetriever}
-_BUILDERS: dict[str, Callable[..., Any]] = {
-    "linear": _build_linear,
-    "matcher": _build_matcher,
-    "transformer": _build_transformer,
-    "hybrid": _build_hybrid,
-    "neighbors": _build_stated,
-    "groups": _build_stated,
-    "retriever": _build_retriever,
-}
 
 
 def default_predictor(catalog: Catalog | None = None) -> Predictor:
@@ -399,12 +289,8 @@ def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any =
     """
     root = Path(directory)
     scorer = scorer if scorer is not None else load_artifact(root).scorer
-    targets = (
-        {f"{name}.": part for name, part in scorer.components.items()}
-        if isinstance(scorer, CompositeScorer) else {"": scorer}
-    )
     written: list[Path] = []
-    for prefix, part in targets.items():
+    for prefix, part in _parts_by_prefix(scorer).items():
         if isinstance(part, TransformerCoder):
             written += export_encoder(part.model.encoder, root, prefix=prefix, quantize=quantize)
         elif isinstance(part, CatalogRetriever):

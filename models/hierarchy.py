@@ -13,6 +13,7 @@ import numpy as np
 
 from models.codes import category_of
 from models.linear import LinearCoder, LinearSettings
+from models.scorer import ScorerState, StateContext
 from models.text import Segment
 
 
@@ -47,12 +48,13 @@ class GroupCoder:
     def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
         return self.linear.evidence(text, code_indices)
 
-    def to_state(self) -> tuple[dict, dict[str, np.ndarray], dict]:
-        """(settings, tensors, json parts) for the artifact writer."""
-        return self.linear.state()
+    def to_state(self) -> ScorerState:
+        """The state of its linear model, under its own kind."""
+        state = self.linear.to_state()
+        state.kind = self.kind
+        return state
 
     @classmethod
-    def from_state(cls, settings: dict, tensors: dict[str, np.ndarray], parts: dict, codes: list[str],
-                   code_systems: list[str]) -> GroupCoder:
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> GroupCoder:
         """Rebuild from what `to_state()` produced; raises ArtifactError when parts do not fit."""
-        return cls(LinearCoder.from_state(settings, tensors, parts, codes, code_systems))
+        return cls(LinearCoder.from_state(state, context))

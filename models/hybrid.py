@@ -20,12 +20,13 @@ from models.calibration import IsotonicCalibrator
 from models.codes import category_of
 from models.errors import ArtifactError
 from models.hierarchy import GroupCoder
-from models.scorer import DeferredScorer
+from models.scorer import DeferredScorer, ScorerState, StateContext
 from models.text import Segment
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
 TIE_BREAK = 1e-6
 OBJECTIVES = ("binary", "lambdarank")
+RANKER_FILE = "ranker.txt"
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ def candidate_features(
 class HybridCoder:
     """Components + frequencies + a LightGBM ranker; scores every code of the union vocabulary."""
 
+    kind = "hybrid"
+
     def __init__(
         self,
         components: dict[str, Any],
@@ -292,8 +295,60 @@ class HybridCoder:
                 result[i] = result[i] or spans.get(j)
         return result
 
-    def settings_dict(self) -> dict:
-        return asdict(self.settings)
+    # -- storage -------------------------------------------------------------------------
+    def to_state(self) -> ScorerState:
+        """Each component's state nested under its name (tensors and files `<name>.<key>`, settings, parts
+        and labels keyed by name), the frequencies, the calibration, and the ranker as `ranker.txt`
+        (LightGBM's text model format)."""
+        settings: dict = {"hybrid": asdict(self.settings), "components": {}}
+        tensors: dict[str, np.ndarray] = {}
+        parts: dict = {"stats": asdict(self.stats), "components": {}, "labels": {}}
+        files = {RANKER_FILE: self.ranker_text.encode("utf-8")}
+        for name, component in self.components.items():
+            sub = component.to_state()
+            settings["components"][name] = {"kind": sub.kind, "settings": sub.settings, "systems": sub.systems}
+            tensors |= {f"{name}.{k}": v for k, v in sub.tensors.items()}
+            parts["components"][name] = sub.parts
+            parts["labels"][name] = sub.labels
+            files |= {f"{name}.{k}": v for k, v in sub.files.items()}
+        if self.calibrator is not None:
+            tensors |= {"calibration.x": self.calibrator.x, "calibration.y": self.calibrator.y}
+        return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)), tensors, parts, None, files)
+
+    @classmethod
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> HybridCoder:
+        """Rebuild from `to_state()`: each component through `context` (its registry of kinds), the code
+        form from its catalogue. Raises ArtifactError when a part is missing or does not fit."""
+        context = context or StateContext()
+        try:
+            hybrid_settings = HybridSettings(**state.settings["hybrid"])
+            stats = CodeStats(**state.parts["stats"])
+            components = {}
+            for name, spec in state.settings["components"].items():
+                if spec["kind"] == cls.kind:
+                    raise ArtifactError(f"component {name!r}: a hybrid cannot hold a hybrid")
+                prefix = f"{name}."
+                sub = ScorerState(
+                    spec["kind"], spec["settings"], spec["systems"],
+                    {k.removeprefix(prefix): v for k, v in state.tensors.items() if k.startswith(prefix)},
+                    state.parts["components"].get(name) or {}, state.parts["labels"].get(name),
+                    {k.removeprefix(prefix): v for k, v in state.files.items() if k.startswith(prefix)},
+                )
+                components[name] = context.from_state(sub)
+        except (KeyError, TypeError) as exc:
+            raise ArtifactError(f"hybrid settings or parts are incomplete ({exc})") from exc
+        calibrator = (
+            IsotonicCalibrator(state.tensors["calibration.x"], state.tensors["calibration.y"])
+            if "calibration.x" in state.tensors else None
+        )
+        if RANKER_FILE not in state.files:
+            raise ArtifactError(f"{RANKER_FILE}: missing")
+        convert = code_converter(context.need_catalog(cls.kind), hybrid_settings.code_form)
+        try:
+            return cls(components, stats, state.files[RANKER_FILE].decode("utf-8"), hybrid_settings, convert=convert,
+                       calibrator=calibrator)
+        except (ArtifactError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{RANKER_FILE}: {exc}") from exc
 
 
 def group_scorers(components: dict[str, Any]) -> frozenset[str]:

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from models.errors import ArtifactError, InputError
+from models.scorer import ScorerState, StateContext
 from models.text import Segment, fold, split_sentences
 
 
@@ -46,6 +47,8 @@ def tfidf_vectorizer(ngram_max: int, min_df: int, max_features: int, vocabulary:
 
 class LinearCoder:
     """One-vs-rest logistic regression over TF-IDF features, for one or several code systems."""
+
+    kind = "linear"
 
     def __init__(
         self,
@@ -161,8 +164,8 @@ class LinearCoder:
         }
 
     # -- storage -------------------------------------------------------------------------
-    def state(self) -> tuple[dict, dict[str, np.ndarray], dict]:
-        """(settings, tensors, json parts) for the artifact writer."""
+    def to_state(self) -> ScorerState:
+        """The model as arrays (the sparse weights as CSR parts) and its vocabulary."""
         tensors = {
             "idf": self.idf,
             "weights.data": self.weights.data.astype(np.float32),
@@ -170,15 +173,15 @@ class LinearCoder:
             "weights.indptr": self.weights.indptr.astype(np.int64),
             "intercepts": self.intercepts,
         }
-        return asdict(self.settings), tensors, {"vocabulary": self.vocabulary}
+        return ScorerState.with_labels(self.kind, self, asdict(self.settings), tensors, {"vocabulary": self.vocabulary})
 
     @classmethod
-    def from_state(
-        cls, settings: dict, tensors: dict[str, np.ndarray], parts: dict, codes: list[str], code_systems: list[str]
-    ) -> LinearCoder:
-        """Rebuild from what `state()` produced; raises ArtifactError when parts do not fit."""
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> LinearCoder:
+        """Rebuild from what `to_state()` produced; raises ArtifactError when parts do not fit."""
+        codes, code_systems = state.vocabulary()
+        settings, tensors = state.settings, state.tensors
         try:
-            vocabulary = list(parts["vocabulary"])
+            vocabulary = list(state.parts["vocabulary"])
             weights = sp.csr_matrix(
                 (tensors["weights.data"], tensors["weights.indices"], tensors["weights.indptr"]),
                 shape=(len(codes), len(vocabulary)),

@@ -17,6 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.catalog import Catalog
+from models.errors import ArtifactError
+from models.scorer import ScorerState, StateContext
 from models.text import RecentResults, Segment, split_sentences, tokenize
 
 # Words that carry no information for matching, and the words of "unspecified" style that a note
@@ -172,6 +174,8 @@ class MatchResult:
 class CatalogMatcher:
     """Scores every catalogue code against a note by lexical coverage of the code's names."""
 
+    kind = "matcher"
+
     def __init__(
         self,
         catalog: Catalog,
@@ -282,10 +286,18 @@ class CatalogMatcher:
         result = self._recent.get(text) or self.match(text)
         return {i: result.evidence(i) for i in code_indices}
 
-    def settings(self) -> dict[str, float]:
-        """The settings that rebuild this matcher from the catalogue."""
-        return {
-            "min_coverage": self.min_coverage,
-            "mass_scale": self.mass_scale,
-            "sibling_decay": self.sibling_decay,
-        }
+    # -- storage -------------------------------------------------------------------------
+    def to_state(self) -> ScorerState:
+        """Its settings and code systems only: it is rebuilt from the catalogue."""
+        settings = {"min_coverage": self.min_coverage, "mass_scale": self.mass_scale,
+                    "sibling_decay": self.sibling_decay}
+        return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
+
+    @classmethod
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> CatalogMatcher:
+        """Rebuild from the catalogue of `context`; raises ArtifactError for settings it does not know."""
+        catalog = (context or StateContext()).need_catalog(cls.kind)
+        try:
+            return cls(catalog, tuple(state.systems), **state.settings)
+        except TypeError as exc:
+            raise ArtifactError(f"bad matcher settings ({exc})") from exc

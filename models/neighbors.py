@@ -19,6 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from models.errors import ArtifactError, InputError
 from models.linear import tfidf_vectorizer
+from models.scorer import ScorerState, StateContext
 from models.text import Segment
 
 
@@ -119,21 +120,22 @@ class NeighborCoder:
         return {i: None for i in code_indices}
 
     # -- storage -------------------------------------------------------------------------
-    def to_state(self) -> tuple[dict, dict[str, np.ndarray], dict]:
-        """(settings, tensors, json parts) for the artifact writer."""
+    def to_state(self) -> ScorerState:
+        """The training notes' vectors and codes (sparse, as CSR parts) and the vocabulary."""
         tensors = {
             "idf": self.idf,
             **_csr_tensors("notes", self.note_vectors),
             **_csr_tensors("note_codes", self.note_codes),
         }
-        return asdict(self.settings), tensors, {"vocabulary": self.vocabulary}
+        return ScorerState.with_labels(self.kind, self, asdict(self.settings), tensors, {"vocabulary": self.vocabulary})
 
     @classmethod
-    def from_state(cls, settings: dict, tensors: dict[str, np.ndarray], parts: dict, codes: list[str],
-                   code_systems: list[str]) -> NeighborCoder:
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> NeighborCoder:
         """Rebuild from what `to_state()` produced; raises ArtifactError when parts do not fit."""
+        codes, code_systems = state.vocabulary()
+        settings, tensors = state.settings, state.tensors
         try:
-            vocabulary = list(parts["vocabulary"])
+            vocabulary = list(state.parts["vocabulary"])
             notes = _csr_from(tensors, "notes", len(vocabulary))
             return cls(NeighborSettings(**settings), vocabulary, tensors["idf"], notes,
                        _csr_from(tensors, "note_codes", len(codes)), codes, code_systems)

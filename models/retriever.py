@@ -24,6 +24,7 @@ from models.catalog import Catalog
 from models.errors import ArtifactError
 from models.fast_encoder import OnnxEncoder
 from models.matcher import catalog_entries
+from models.scorer import ScorerState, StateContext
 from models.text import RecentResults, Segment, split_sentences
 from models.transformer import DEFAULT_ENCODER, resolve_encoder
 
@@ -254,17 +255,17 @@ class CatalogRetriever:
                 for i in code_indices}
 
     # -- storage -------------------------------------------------------------------------
-    def to_state(self) -> tuple[dict, dict[str, np.ndarray], dict]:
-        """(settings, tensors, json parts) for the artifact writer; the vectors as float16."""
+    def to_state(self) -> ScorerState:
+        """The name vectors (float16) and each name's code."""
         tensors = {"name_vectors": self.name_vectors.astype(np.float16), "name_code": self.name_code}
-        return asdict(self.settings), tensors, {}
+        return ScorerState.with_labels(self.kind, self, asdict(self.settings), tensors)
 
     @classmethod
-    def from_state(cls, settings: dict, tensors: dict[str, np.ndarray], parts: dict, codes: list[str],
-                   code_systems: list[str]) -> CatalogRetriever:
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> CatalogRetriever:
         """Rebuild from what `to_state()` produced; raises ArtifactError when parts do not fit."""
+        codes, code_systems = state.vocabulary()
         try:
-            return cls(RetrieverSettings(**settings), codes, code_systems, tensors["name_code"],
-                       tensors["name_vectors"])
+            return cls(RetrieverSettings(**state.settings), codes, code_systems, state.tensors["name_code"],
+                       state.tensors["name_vectors"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"retriever state is incomplete or inconsistent: {exc}") from exc

