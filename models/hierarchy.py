@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from models.codes import category_of
-from models.linear import LinearCoder, LinearSettings
-from models.scorer import ScorerState, StateContext
-from models.text import Segment
+from models.linear import LinearCoder, LinearEvidence, LinearSettings
+from models.scorer import Scored, ScorerState, StateContext
 
 
 def group_targets(targets: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
@@ -45,8 +44,9 @@ class GroupCoder:
         """Probability of each group, (docs, groups)."""
         return self.linear.probs(texts)
 
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        return self.linear.evidence(text, code_indices)
+    def score(self, texts: list[str]) -> Scored:
+        """Probability of each group, with the linear model's evidence for the groups."""
+        return self.probs(texts), [LinearEvidence(self.linear, text) for text in texts]
 
     def to_state(self) -> ScorerState:
         """The state of its linear model, under its own kind."""

@@ -20,7 +20,7 @@ from models.calibration import IsotonicCalibrator
 from models.codes import category_of
 from models.errors import ArtifactError
 from models.hierarchy import GroupCoder
-from models.scorer import DeferredScorer, ScorerState, StateContext
+from models.scorer import DeferredScorer, EvidenceSource, Scored, ScorerState, StateContext
 from models.text import Segment
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
@@ -265,10 +265,25 @@ class HybridCoder:
             self.components, self._columns, texts, self.settings.candidates_per_component * 2
         )
 
+    def score(self, texts: list[str]) -> Scored:
+        """Ranker probabilities over the union vocabulary, (docs, codes), non-candidates 0; per note, its
+        components' evidence (for each code, the first component that points at a sentence)."""
+        outputs = run_components(self.components, texts, evidence=True)
+        per_note = top_scores_per_note(self.components, self._columns, outputs, len(texts),
+                                       self.settings.candidates_per_component * 2)
+        sources: list[EvidenceSource] = [
+            HybridEvidence(self, {name: outputs[name][1][d] for name in self._lookups}) for d in range(len(texts))
+        ]
+        return self._rank(per_note), sources
+
     def probs(self, texts: list[str]) -> np.ndarray:
-        """Ranker probabilities over the union vocabulary, (docs, codes); non-candidates are 0."""
-        out = np.zeros((len(texts), len(self.codes)), dtype=np.float32)
-        for d, scores in enumerate(self.component_scores(texts)):
+        """The probabilities of `score` alone."""
+        return self._rank(self.component_scores(texts))
+
+    def _rank(self, per_note: list[dict[str, dict[str, dict[str, float]]]]) -> np.ndarray:
+        """Ranker probabilities of each note's candidates, (docs, codes)."""
+        out = np.zeros((len(per_note), len(self.codes)), dtype=np.float32)
+        for d, scores in enumerate(per_note):
             pairs, features = candidate_features(scores, self.stats, self.settings.candidates_per_component,
                                                  self.groups, self.settings.cooccurrence)
             if not pairs:
@@ -280,20 +295,6 @@ class HybridCoder:
             for (system, code), value in zip(pairs, p):
                 out[d, self.code_to_idx[(system, code)]] = value
         return out
-
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """The first component that can point at a sentence for the code supplies the evidence."""
-        result: dict[int, Segment | None] = {i: None for i in code_indices}
-        for name, lookup in self._lookups.items():
-            comp = self.components[name]
-            wanted = {i: lookup.get((self.code_systems[i], self.codes[i])) for i in code_indices if result[i] is None}
-            wanted = {i: j for i, j in wanted.items() if j is not None}
-            if not wanted:
-                continue
-            spans = comp.evidence(text, list(wanted.values()))
-            for i, j in wanted.items():
-                result[i] = result[i] or spans.get(j)
-        return result
 
     # -- storage -------------------------------------------------------------------------
     def to_state(self) -> ScorerState:
@@ -349,6 +350,28 @@ class HybridCoder:
                        calibrator=calibrator)
         except (ArtifactError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{RANKER_FILE}: {exc}") from exc
+
+
+class HybridEvidence:
+    """One note's evidence from a hybrid: for each code, that of the first proposing component (in the
+    components' order) that points at a sentence for it."""
+
+    def __init__(self, hybrid: HybridCoder, sources: dict[str, EvidenceSource]) -> None:
+        self._hybrid = hybrid
+        self._sources = sources  # proposing component -> its evidence of this note
+
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]:
+        hybrid = self._hybrid
+        result: dict[int, Segment | None] = {i: None for i in code_indices}
+        for name, lookup in hybrid._lookups.items():
+            wanted = {i: lookup.get((hybrid.code_systems[i], hybrid.codes[i])) for i in code_indices if result[i] is None}
+            wanted = {i: j for i, j in wanted.items() if j is not None}
+            if not wanted:
+                continue
+            spans = self._sources[name].evidence(list(wanted.values()))
+            for i, j in wanted.items():
+                result[i] = result[i] or spans.get(j)
+        return result
 
 
 def group_scorers(components: dict[str, Any]) -> frozenset[str]:
@@ -407,17 +430,34 @@ def component_columns(components: dict[str, Any], convert) -> dict[str, Columns]
     return out
 
 
+def run_components(components: dict[str, Any], texts: list[str], evidence: bool = False
+                   ) -> dict[str, tuple[np.ndarray, list[EvidenceSource] | None]]:
+    """Each component's scores of the notes, (docs, component codes), and with `evidence` each note's
+    evidence source (else None)."""
+    # A scorer that can start its pass and finish it later (the coalescing transformer) runs while this
+    # thread scores with the others.
+    started = {name: comp.score_later(texts) for name, comp in components.items() if isinstance(comp, DeferredScorer)}
+    outputs = {name: comp.score(texts) if evidence else (comp.probs(texts), None)
+               for name, comp in components.items() if name not in started}
+    for name, finish in started.items():
+        probs, sources = finish()
+        outputs[name] = (probs, sources if evidence else None)
+    return outputs
+
+
+def top_scores_per_note(components: dict[str, Any], columns: dict[str, Columns],
+                        outputs: dict[str, tuple[np.ndarray, Any]], n_texts: int, depth: int
+                        ) -> list[dict[str, dict[str, dict[str, float]]]]:
+    """Per note: component -> system -> {code in the hybrid's form: score}, each component's best `depth`."""
+    per_note: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in range(n_texts)]
+    for name in components:  # in the components' order: the ranker's features follow it
+        for d, row in enumerate(outputs[name][0]):  # (docs, component codes)
+            per_note[d][name] = top_scores(row, columns[name].system_ids, columns[name].codes, depth)
+    return per_note
+
+
 def collect_component_scores(
     components: dict[str, Any], columns: dict[str, Columns], texts: list[str], depth: int
 ) -> list[dict[str, dict[str, dict[str, float]]]]:
     """Per note: component -> system -> {code in the hybrid's form: score}, each component's best `depth`."""
-    # A scorer that can start its pass and finish it later (the coalescing transformer) runs while this
-    # thread scores with the others.
-    started = {name: comp.probs_later(texts) for name, comp in components.items() if isinstance(comp, DeferredScorer)}
-    probs = {name: comp.probs(texts) for name, comp in components.items() if name not in started}
-    probs.update({name: finish() for name, finish in started.items()})
-    per_note: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in texts]
-    for name in components:  # in the components' order: the ranker's features follow it
-        for d, row in enumerate(probs[name]):  # (docs, component codes)
-            per_note[d][name] = top_scores(row, columns[name].system_ids, columns[name].codes, depth)
-    return per_note
+    return top_scores_per_note(components, columns, run_components(components, texts), len(texts), depth)

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from models.errors import ArtifactError, InputError
-from models.scorer import ScorerState, StateContext
+from models.scorer import Scored, ScorerState, StateContext
 from models.text import Segment, fold, split_sentences
 
 
@@ -149,8 +149,13 @@ class LinearCoder:
         """Probabilities after the sigmoid, (docs, codes)."""
         return 1.0 / (1.0 + np.exp(-self.logits(texts)))
 
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """For each code, the sentence whose features add most to the code's logit."""
+    def score(self, texts: list[str]) -> Scored:
+        """`probs`, and per note its evidence: for each code asked, the sentence whose features add most to
+        the code's logit (computed when asked)."""
+        return self.probs(texts), [LinearEvidence(self, text) for text in texts]
+
+    def sentence_evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
+        """For each code, the sentence of `text` whose features add most to the code's logit."""
         segments = split_sentences(text)
         if not segments or not code_indices:
             return {i: None for i in code_indices}
@@ -192,3 +197,14 @@ class LinearCoder:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"linear model state is incomplete or inconsistent: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class LinearEvidence:
+    """One note's evidence from a linear model, computed when asked (per sentence, for the asked codes)."""
+
+    model: LinearCoder
+    text: str
+
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]:
+        return self.model.sentence_evidence(self.text, code_indices)

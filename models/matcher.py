@@ -18,8 +18,8 @@ import scipy.sparse as sp
 
 from models.catalog import Catalog
 from models.errors import ArtifactError
-from models.scorer import ScorerState, StateContext
-from models.text import RecentResults, Segment, split_sentences, tokenize
+from models.scorer import Scored, ScorerState, StateContext
+from models.text import Segment, SentenceEvidence, split_sentences, tokenize
 
 # Words that carry no information for matching, and the words of "unspecified" style that a note
 # rarely states: a code named "X, unspecified" is what a note that merely says "X" is coded as.
@@ -157,18 +157,12 @@ def catalog_entries(catalog: Catalog, system: str) -> list[tuple[str, str, list[
     return entries + [(c, catalog.pcs.descriptions[c], index_names.get(c, [])) for c in catalog.pcs.codes]
 
 
-@dataclass(frozen=True)
-class MatchResult:
-    """Scores of one note over the matcher's codes, with the best supporting sentence per code."""
+@dataclass(frozen=True, eq=False)
+class MatchResult(SentenceEvidence):
+    """Scores of one note over the matcher's codes, with the best supporting sentence per code (-1 in
+    `best_segment` where nothing matched): the note's evidence source."""
 
     scores: np.ndarray  # (n_codes,) in [0, 1]
-    best_segment: np.ndarray  # (n_codes,) index into segments, -1 where nothing matched
-    segments: list[Segment]
-
-    def evidence(self, code_idx: int) -> Segment | None:
-        """The sentence that supports a code best, or None."""
-        k = int(self.best_segment[code_idx])
-        return self.segments[k] if k >= 0 else None
 
 
 class CatalogMatcher:
@@ -219,7 +213,6 @@ class CatalogMatcher:
         self._name_mass = np.asarray(presence @ self.idf).ravel()  # (names,)
         self._name_code = np.asarray(name_code, dtype=np.int64)
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
-        self._recent = RecentResults()
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
@@ -244,7 +237,7 @@ class CatalogMatcher:
         scores = np.zeros(len(self.codes), dtype=np.float32)
         best_segment = np.full(len(self.codes), -1, dtype=np.int64)
         if not segments:
-            return MatchResult(scores, best_segment, segments)
+            return MatchResult(segments, best_segment, scores)
         matched = (self._sentence_matrix(segments) @ self._name_weights).tocoo()  # (sentences, names)
         coverage = matched.data / self._name_mass[matched.col]
         keep = coverage >= self.min_coverage
@@ -269,22 +262,20 @@ class CatalogMatcher:
         sibling_rank[by_group] = np.arange(len(sorted_groups)) - np.repeat(first_of_group, group_sizes)
         scores[code_idx[best]] = name_scores[best] * self.sibling_decay**sibling_rank
         best_segment[code_idx[best]] = sent_idx[best]
-        return MatchResult(scores, best_segment, segments)
+        return MatchResult(segments, best_segment, scores)
 
     # -- the scorer interface shared with the other coders -------------------------------
-    def probs(self, texts: list[str]) -> np.ndarray:
-        """Match scores in [0, 1] for each note, (docs, codes). Not calibrated probabilities."""
-        if not texts:
-            return np.zeros((0, len(self.codes)))
+    def score(self, texts: list[str]) -> Scored:
+        """Match scores in [0, 1] for each note, (docs, codes), not calibrated probabilities; each note's
+        match result is its evidence (the sentence that matched each code best)."""
         results = [self.match(t) for t in texts]
-        for text, result in zip(texts, results):
-            self._recent.put(text, result)
-        return np.stack([r.scores for r in results])
+        if not results:
+            return np.zeros((0, len(self.codes))), []
+        return np.stack([r.scores for r in results]), list(results)
 
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """The sentence that matched each code best (from the scoring of this note when it is recent)."""
-        result = self._recent.get(text) or self.match(text)
-        return {i: result.evidence(i) for i in code_indices}
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """The scores of `score` alone."""
+        return self.score(texts)[0]
 
     # -- storage -------------------------------------------------------------------------
     def to_state(self) -> ScorerState:

@@ -19,8 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from models.errors import ArtifactError, InputError
 from models.linear import tfidf_vectorizer
-from models.scorer import ScorerState, StateContext
-from models.text import Segment
+from models.scorer import NoEvidence, Scored, ScorerState, StateContext
 
 
 @dataclass(frozen=True)
@@ -115,9 +114,10 @@ class NeighborCoder:
             out[d] = np.asarray(self.note_codes[nearest].T @ weights).ravel() / total
         return out
 
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """No sentence of the note stands for a neighbour's code: the other components give evidence."""
-        return {i: None for i in code_indices}
+    def score(self, texts: list[str]) -> Scored:
+        """`probs`, with no evidence: no sentence of the note stands for a neighbour's code (the hybrid's
+        other components give it)."""
+        return self.probs(texts), [NoEvidence() for _ in texts]
 
     # -- storage -------------------------------------------------------------------------
     def to_state(self) -> ScorerState:

@@ -11,7 +11,7 @@ from models.catalog import Catalog
 from models.decision import Thresholds, decide
 from models.errors import InputError
 from models.guidelines import check_codes
-from models.scorer import CoalescingScorer, CompositeScorer, Scorer
+from models.scorer import CoalescingScorer, CompositeScorer, EvidenceSource, Scorer
 from models.text import check_note
 
 SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
@@ -111,8 +111,8 @@ class Predictor:
         for text in texts:
             check_note(text)
         allowed = self._allowed(systems)
-        probs = self.scorer.probs(texts)  # (docs, codes)
-        return [self._decide(text, row, top_k, allowed) for text, row in zip(texts, probs)]
+        probs, sources = self.scorer.score(texts)  # (docs, codes), each note's evidence
+        return [self._decide(row, source, top_k, allowed) for row, source in zip(probs, sources)]
 
     def _allowed(self, systems: list[str] | None) -> np.ndarray | None:
         mask = self._valid if self.valid_only else None
@@ -124,9 +124,10 @@ class Predictor:
         chosen = np.logical_or.reduce([self._system_masks[s] for s in systems])
         return chosen if mask is None else chosen & mask
 
-    def _decide(self, text: str, probs: np.ndarray, top_k: int, allowed: np.ndarray | None) -> Prediction:
+    def _decide(self, probs: np.ndarray, source: EvidenceSource, top_k: int, allowed: np.ndarray | None
+                ) -> Prediction:
         decision = decide(probs, top_k, self.thresholds, allowed)
-        spans = self.scorer.evidence(text, decision.ranked)
+        spans = source.evidence(decision.ranked)
         pairs = [(self.scorer.code_systems[i], self.scorer.codes[i]) for i in decision.ranked]
         checks = check_codes(self.catalog, pairs, decision.accepted, _ScoreLookup(self._index, probs))
         codes = []

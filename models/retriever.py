@@ -24,8 +24,8 @@ from models.catalog import Catalog
 from models.errors import ArtifactError
 from models.fast_encoder import OnnxEncoder
 from models.matcher import catalog_entries
-from models.scorer import ScorerState, StateContext
-from models.text import RecentResults, Segment, split_sentences
+from models.scorer import Scored, ScorerState, StateContext
+from models.text import Segment, SentenceEvidence, split_sentences
 from models.transformer import DEFAULT_ENCODER, resolve_encoder
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,6 @@ def cache_dir() -> Path:
     if os.environ.get("ICD10_CODER_CACHE"):
         return Path(os.environ["ICD10_CODER_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icd10-coder"
-
-
-@dataclass
-class _Scored:
-    best_sentence: np.ndarray  # (codes,) index of the sentence that matched each code best
-    segments: list[Segment]
 
 
 class SentenceEncoder:
@@ -158,7 +152,6 @@ class CatalogRetriever:
         self._indexes = _ivf_indexes(self.name_vectors, self.name_code, code_systems, settings) \
             if settings.search == "ivf" else []
         self._encoder = encoder or SentenceEncoder(settings)
-        self._recent = RecentResults()
         self._lock = threading.Lock()
 
     @classmethod
@@ -200,10 +193,10 @@ class CatalogRetriever:
         """Where the note's sentences are encoded: "onnx" or "torch"."""
         return "onnx" if self._encoder.fast is not None else "torch"
 
-    def _score(self, text: str) -> tuple[np.ndarray, _Scored]:
+    def _score(self, text: str) -> tuple[np.ndarray, SentenceEvidence]:
         segments = split_sentences(text)
         if not segments:
-            return np.zeros(len(self.codes), np.float32), _Scored(np.full(len(self.codes), -1), segments)
+            return np.zeros(len(self.codes), np.float32), SentenceEvidence(segments, np.full(len(self.codes), -1))
         with self._lock:  # one torch pass at a time: request threads share the two cores anyway
             sentences = self._encoder.embed([s.text for s in segments])  # (sentences, dim)
         if self._indexes:
@@ -218,9 +211,9 @@ class CatalogRetriever:
         winner = np.flatnonzero(best_name == np.repeat(run_best, np.diff(np.r_[self._starts, len(best_name)])))
         best_sentence = np.full(len(self.codes), -1, dtype=np.int64)
         best_sentence[self.name_code[winner[::-1]]] = best_sentence_of_name[winner[::-1]]
-        return scores, _Scored(best_sentence, segments)
+        return scores, SentenceEvidence(segments, best_sentence)
 
-    def _score_ivf(self, sentences: np.ndarray, segments: list[Segment]) -> tuple[np.ndarray, _Scored]:
+    def _score_ivf(self, sentences: np.ndarray, segments: list[Segment]) -> tuple[np.ndarray, SentenceEvidence]:
         sims, names, sentence_of = [], [], []
         for index, name_ids in self._indexes:
             found_sims, found = index.search(sentences, self.settings.neighbours)  # (sentences, neighbours)
@@ -237,22 +230,21 @@ class CatalogRetriever:
         scores[codes[best]] = np.clip(sims[best], 0.0, 1.0)
         best_sentence = np.full(len(self.codes), -1, dtype=np.int64)
         best_sentence[codes[best]] = sentence_of[best]
-        return scores, _Scored(best_sentence, segments)
+        return scores, SentenceEvidence(segments, best_sentence)
+
+    def score(self, texts: list[str]) -> Scored:
+        """Best name-to-sentence cosine similarity per code, clipped to [0, 1], (docs, codes), not calibrated
+        probabilities; per note, the sentence that came closest to one of each code's names."""
+        out = np.zeros((len(texts), len(self.codes)), dtype=np.float32)
+        sources = []
+        for d, text in enumerate(texts):
+            out[d], evidence = self._score(text)
+            sources.append(evidence)
+        return out, sources
 
     def probs(self, texts: list[str]) -> np.ndarray:
-        """Best name-to-sentence cosine similarity per code, clipped to [0, 1], (docs, codes). Not
-        calibrated probabilities."""
-        out = np.zeros((len(texts), len(self.codes)), dtype=np.float32)
-        for d, text in enumerate(texts):
-            out[d], scored = self._score(text)
-            self._recent.put(text, scored)
-        return out
-
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """The sentence that came closest to one of each code's names."""
-        scored = self._recent.get(text) or self._score(text)[1]
-        return {i: (scored.segments[int(scored.best_sentence[i])] if scored.best_sentence[i] >= 0 else None)
-                for i in code_indices}
+        """The scores of `score` alone."""
+        return self.score(texts)[0]
 
     # -- storage -------------------------------------------------------------------------
     def to_state(self) -> ScorerState:

@@ -97,18 +97,38 @@ class StateContext:
 
 
 @runtime_checkable
+class EvidenceSource(Protocol):
+    """What supports one note's scores: asked for some output columns, the sentence of the note behind
+    each (None where no sentence stands for it). It comes with the scores, from the same pass, and lives
+    as long as its caller keeps it (note text stays in process memory only, never in a log)."""
+
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]: ...
+
+
+class NoEvidence:
+    """The evidence of a scorer whose scores no sentence stands for (the nearest training notes)."""
+
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]:
+        return {i: None for i in code_indices}
+
+
+Scored = tuple[np.ndarray, list[EvidenceSource]]  # scores (notes, columns) and each note's evidence
+
+
+@runtime_checkable
 class Scorer(Protocol):
     """What every coder (linear model, catalogue matcher, transformer, hybrid, ...) offers the predictor:
-    its output columns (`codes`, each with its system), per note a score per column and the text that
-    supports a code, and its state (`kind`, `to_state()`, `from_state()`)."""
+    its output columns (`codes`, each with its system); per note a score per column with the evidence
+    behind them (`score`), or the scores alone (`probs`); and its state (`kind`, `to_state()`,
+    `from_state()`)."""
 
     kind: ClassVar[str]
     codes: list[str]
     code_systems: list[str]
 
-    def probs(self, texts: list[str]) -> np.ndarray: ...
+    def score(self, texts: list[str]) -> Scored: ...
 
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]: ...
+    def probs(self, texts: list[str]) -> np.ndarray: ...
 
     def to_state(self) -> ScorerState: ...
 
@@ -130,7 +150,7 @@ class DeferredScorer(Protocol):
     """A scorer that can start a pass and be asked for its result later (the coalescing transformer), so
     that the caller's thread scores with the other parts meanwhile."""
 
-    def probs_later(self, texts: list[str]) -> Callable[[], np.ndarray]: ...
+    def score_later(self, texts: list[str]) -> Callable[[], Scored]: ...
 
 
 @runtime_checkable

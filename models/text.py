@@ -10,6 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import numpy as np
+
 from models.errors import InputError
 
 # A sentence ends at . ! ? ; followed by space and a character that is not a lower-case letter or a
@@ -77,28 +79,15 @@ def _append(segments: list[Segment], text: str, start: int, end: int) -> None:
         segments.append(Segment(start + lead, start + trail, piece[lead:trail]))
 
 
-class RecentResults:
-    """A small thread-safe memory of per-note results, so that the evidence step after scoring does not
-    score the same note again. Keys are the note texts; they stay in process memory only."""
+@dataclass(frozen=True, eq=False)
+class SentenceEvidence:
+    """One note's evidence as the sentence that supports each output column best: an `EvidenceSource`
+    (`models.scorer`)."""
 
-    def __init__(self, size: int = 64) -> None:
-        from collections import OrderedDict
-        from threading import Lock
+    segments: list[Segment]  # the note's sentences
+    best_segment: np.ndarray  # (columns,) index into segments, -1 where no sentence supports the column
 
-        self._items: OrderedDict[str, object] = OrderedDict()
-        self._size = size
-        self._lock = Lock()
-
-    def get(self, text: str) -> object | None:
-        with self._lock:
-            value = self._items.get(text)
-            if value is not None:
-                self._items.move_to_end(text)
-            return value
-
-    def put(self, text: str, value: object) -> None:
-        with self._lock:
-            self._items[text] = value
-            self._items.move_to_end(text)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]:
+        """The sentence that supports each asked column best, or None."""
+        return {i: self.segments[int(self.best_segment[i])] if self.best_segment[i] >= 0 else None
+                for i in code_indices}

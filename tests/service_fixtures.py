@@ -60,11 +60,20 @@ class KeywordScorer:
                     out[row, col] = 0.95
         return out
 
-    def evidence(self, text: str, code_indices: list[int]) -> dict[int, Segment | None]:
-        words = list(self.KEYWORDS)
+    def score(self, texts: list[str]) -> tuple[np.ndarray, list[KeywordEvidence]]:
+        return self.probs(texts), [KeywordEvidence(text, list(self.KEYWORDS)) for text in texts]
+
+
+class KeywordEvidence:
+    """Where a code's keyword first occurs in the note."""
+
+    def __init__(self, text: str, words: list[str]) -> None:
+        self.text, self.words = text, words
+
+    def evidence(self, code_indices: list[int]) -> dict[int, Segment | None]:
         found: dict[int, Segment | None] = {}
         for idx in code_indices:
-            match = re.search(words[idx], text, flags=re.IGNORECASE)
+            match = re.search(self.words[idx], self.text, flags=re.IGNORECASE)
             found[idx] = Segment(match.start(), match.end(), match.group(0)) if match else None
         return found
 

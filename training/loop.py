@@ -165,7 +165,6 @@ def train_loop(
     if best_path.is_file():
         coder.model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
     coder.model.eval()
-    coder.forget_recent()  # attention cached during validation belongs to earlier weights
     return history
 
 

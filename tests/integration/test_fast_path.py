@@ -53,8 +53,8 @@ def test_the_onnx_path_gives_the_reference_scores_and_evidence(artifact: Path,
     _, fast_argmax, _ = fast.logits_and_attention(NOTES)
     # The trimmed windows map back to the same token of the note (ties aside, which random weights avoid).
     assert (ref_argmax == fast_argmax).mean() > 0.99
-    for d, text in enumerate(NOTES):
-        assert fast.evidence(text, [0, 1]) == reference.evidence(text, [0, 1])
+    for fast_source, reference_source in zip(fast.score(NOTES)[1], reference.score(NOTES)[1]):
+        assert fast_source.evidence([0, 1]) == reference_source.evidence([0, 1])
     # A list longer than batch_size is encoded and finished one slice at a time (bounded memory).
     passes: list[int] = []
     shared_pass = fast._shared_pass
@@ -118,7 +118,6 @@ def test_concurrent_notes_share_transformer_passes_and_get_the_answers_they_get_
     alone = [predictor.predict(text, top_k=3) for text in NOTES * 2]
     assert predictor.batch_concurrent_calls(max_notes=4, max_wait_ms=50) == 1
     coalescer = predictor.scorer._coalescer
-    predictor.scorer.forget_recent()  # evidence must come from the batched passes, not from the calls above
     answers: dict[int, object] = {}
     threads = [threading.Thread(target=lambda n=n: answers.__setitem__(n, predictor.predict(NOTES[n % 3], top_k=3)))
                for n in range(6)]

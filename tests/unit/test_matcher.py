@@ -28,7 +28,8 @@ def test_diabetes_and_hypertension_in_top_3(matcher: CatalogMatcher) -> None:
 
 def test_evidence_points_into_the_note(matcher: CatalogMatcher) -> None:
     result = matcher.match(DM_HTN)
-    seg = result.evidence(matcher.code_to_idx["E11.9"])
+    e119 = matcher.code_to_idx["E11.9"]
+    seg = result.evidence([e119])[e119]
     assert seg is not None
     assert DM_HTN[seg.start : seg.end] == seg.text
     assert "diabetes" in seg.text
@@ -37,7 +38,8 @@ def test_evidence_points_into_the_note(matcher: CatalogMatcher) -> None:
 def test_evidence_picks_the_right_sentence(matcher: CatalogMatcher) -> None:
     note = "Patient with type 2 diabetes mellitus without complications.\nAlso has essential hypertension."
     dm, htn = matcher.code_to_idx["E11.9"], matcher.code_to_idx["I10"]
-    evidence = matcher.evidence(note, [dm, htn])
+    _, (source,) = matcher.score([note])
+    evidence = source.evidence([dm, htn])
     assert evidence[dm] is not None and evidence[htn] is not None
     assert note[evidence[htn].start : evidence[htn].end] == evidence[htn].text
     assert "hypertension" in evidence[htn].text and "diabetes" not in evidence[htn].text
@@ -64,7 +66,7 @@ def test_unrelated_sentence_scores_low(matcher: CatalogMatcher) -> None:
 
 def test_unmatched_code_has_no_evidence(matcher: CatalogMatcher) -> None:
     result = matcher.match(DM_HTN)
-    assert result.evidence(matcher.code_to_idx["BT41ZZZ"]) is None
+    assert result.evidence([matcher.code_to_idx["BT41ZZZ"]]) == {matcher.code_to_idx["BT41ZZZ"]: None}
 
 
 def test_probs_shape(matcher: CatalogMatcher) -> None:
@@ -100,15 +102,17 @@ def test_procedures_named_as_notes_name_them(matcher: CatalogMatcher) -> None:
     assert _top_system(matcher, "The ECG showed sinus rhythm.", "ICD-10-PCS", 1)[0].startswith("4A02")
 
 
-def test_evidence_reuses_the_scoring_of_the_same_note(matcher: CatalogMatcher, monkeypatch) -> None:
-    text = "Renal ultrasound showed a right kidney stone. Essential hypertension."
-    probs = matcher.probs([text])
+def test_evidence_comes_with_the_scores_from_one_scoring(matcher: CatalogMatcher, monkeypatch) -> None:
+    texts = ["Renal ultrasound showed a right kidney stone. Essential hypertension.", "Fever for two days."]
     calls = []
     real_match = CatalogMatcher.match
     monkeypatch.setattr(CatalogMatcher, "match", lambda self, t: calls.append(t) or real_match(self, t))
+    probs, sources = matcher.score(texts)
+    assert len(calls) == 2 and len(sources) == 2
+    np.testing.assert_array_equal(probs, matcher.probs(texts))
     idx = int(np.argmax(probs[0]))
-    segment = matcher.evidence(text, [idx])[idx]
+    calls.clear()
+    segment = sources[0].evidence([idx])[idx]
     assert calls == []  # no second scoring of the note
-    assert segment is not None and text[segment.start : segment.end] == segment.text
-    matcher.evidence("Another note about fever.", [idx])
-    assert len(calls) == 1  # an unseen note is scored for its evidence
+    assert segment is not None and texts[0][segment.start : segment.end] == segment.text
+    assert sources[1].evidence([idx]) == {idx: None}  # each note has its own evidence

@@ -14,8 +14,16 @@ class FakeScorer:
     def probs(self, texts):
         return np.tile(np.array([0.9, 0.8, 0.7, 0.1], dtype=np.float32), (len(texts), 1))
 
-    def evidence(self, text, code_indices):
-        return {i: Segment(0, 5, text[:5]) if i == 0 else None for i in code_indices}
+    def score(self, texts):
+        return self.probs(texts), [FirstWordEvidence(text) for text in texts]
+
+
+class FirstWordEvidence:
+    def __init__(self, text):
+        self.text = text
+
+    def evidence(self, code_indices):
+        return {i: Segment(0, 5, self.text[:5]) if i == 0 else None for i in code_indices}
 
 
 def test_predictor_flags_and_filters(catalog) -> None:
@@ -35,3 +43,21 @@ def test_predictor_flags_and_filters(catalog) -> None:
     assert not unknown.valid and unknown.warnings == ["not_in_catalogue"]
     only_pcs = Predictor(FakeScorer(), catalog, thresholds, "fake").predict("x", systems=["ICD-10-PCS"])
     assert [c.code for c in only_pcs.codes] == ["0DJD8ZZ"] and only_pcs.needs_review  # nothing accepted
+
+
+def test_a_batch_is_scored_once_with_its_evidence(catalog) -> None:
+    calls: list[list[str]] = []
+
+    class Counting(FakeScorer):
+        def probs(self, texts):
+            raise AssertionError("the predictor scores through score(), once")
+
+        def score(self, texts):
+            calls.append(list(texts))
+            return np.tile(np.array([0.9, 0.8, 0.7, 0.1], dtype=np.float32), (len(texts), 1)), \
+                [FirstWordEvidence(text) for text in texts]
+
+    predictor = Predictor(Counting(), catalog, Thresholds(accept=0.6, suggest=0.05, review_band=0.3), "fake")
+    first, second = predictor.predict_batch(["Diabetes.", "Pain"], top_k=4)
+    assert calls == [["Diabetes.", "Pain"]]
+    assert first.codes[0].evidence[0].end == 5 and second.codes[0].evidence[0].end == 5

@@ -44,11 +44,12 @@ def retriever(tmp_path_factory: pytest.TempPathFactory) -> CatalogRetriever:
 
 def test_codes_are_scored_by_meaning_with_the_sentence_as_evidence(retriever: CatalogRetriever) -> None:
     assert retriever.codes == ["I10", "I21.9", "S72.90XA"] and set(retriever.code_systems) == {"ICD-10-CM"}
-    probs = retriever.probs([NOTE])
+    probs, (source,) = retriever.score([NOTE])
     assert probs.shape == (1, 3) and ((probs >= 0) & (probs <= 1)).all()
+    np.testing.assert_array_equal(retriever.probs([NOTE]), probs)
     i10, i21, s72 = probs[0]
     assert i21 > s72 and i10 > s72
-    spans = retriever.evidence(NOTE, [0, 1])
+    spans = source.evidence([0, 1])
     assert "blood pressure" in spans[0].text and "heart attack" in spans[1].text
     assert NOTE[spans[1].start:spans[1].end] == spans[1].text
 
@@ -104,7 +105,7 @@ def test_ivf_search_agrees_with_exact_search(retriever: CatalogRetriever) -> Non
     exact = retriever.probs([NOTE])[0]
     # Asked for every name, the index finds what the exact search does (one cluster for 5 names).
     np.testing.assert_allclose(ivf(5).probs([NOTE])[0], exact, atol=1e-5)
-    assert ivf(5).evidence(NOTE, [1])[1].text == retriever.evidence(NOTE, [1])[1].text
+    assert ivf(5).score([NOTE])[1][0].evidence([1])[1].text == retriever.score([NOTE])[1][0].evidence([1])[1].text
     # Asked for fewer, a code's score comes from the sentences that reached it: never above the exact one.
     few = ivf(1).probs([NOTE])[0]
     assert (few > 0).sum() >= 2 and (few <= exact + 1e-5).all()

@@ -58,21 +58,21 @@ def test_description_initialisation_sets_the_queries(tiny_encoder_dir) -> None:
 def test_probs_and_evidence(tiny_encoder_dir) -> None:
     coder = _coder(tiny_encoder_dir)
     text = "Essential hypertension.\nKidney stone on ultrasound."
-    probs = coder.probs([text, "Diabetes."])
+    probs, sources = coder.score([text, "Diabetes."])
     assert probs.shape == (2, 3) and np.all((probs > 0) & (probs < 1))
-    spans = coder.evidence(text, [0, 1, 2])
+    np.testing.assert_array_equal(coder.probs([text, "Diabetes."]), probs)
+    spans = sources[0].evidence([0, 1, 2])
+    assert set(spans) == {0, 1, 2} and any(spans.values())
     for segment in spans.values():
         assert segment is None or text[segment.start : segment.end] == segment.text
 
 
-def test_evidence_after_scoring_matches_a_fresh_computation(tiny_encoder_dir) -> None:
+def test_a_notes_evidence_does_not_depend_on_the_notes_scored_with_it(tiny_encoder_dir) -> None:
     coder = _coder(tiny_encoder_dir)
     text = "Essential hypertension.\nKidney stone on ultrasound."
-    coder.probs([text])
-    cached = coder.evidence(text, [0, 1, 2])
-    coder.forget_recent()
-    fresh = coder.evidence(text, [0, 1, 2])
-    assert cached == fresh
+    _, (alone,) = coder.score([text])
+    _, (_, together) = coder.score(["Type 2 diabetes. " * 10, text])
+    assert together.evidence([0, 1, 2]) == alone.evidence([0, 1, 2])
 
 
 def test_the_packed_head_gives_the_padded_heads_logits_and_argmax() -> None:
