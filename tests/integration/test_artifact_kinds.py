@@ -139,3 +139,43 @@ def test_what_is_no_known_kind_is_not_saved(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="Stranger"):
         save_artifact(tmp_path / "stranger", Stranger(), Thresholds())
     assert not (tmp_path / "stranger").exists()
+
+
+def test_a_transformer_artifact_loads_without_its_encoder_name(catalog: Catalog, tiny_encoder_dir: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.transformer
+
+    coder = _transformer(tiny_encoder_dir)
+    expected, sources = coder.score(PROBE)
+    saved = save_artifact(tmp_path / "transformer", coder, Thresholds())
+    config = json.loads((saved / "config.json").read_text())
+    stored = [name for name in config["files"] if name.startswith("encoder.")]
+    assert {"encoder.config.json", "encoder.tokenizer.json"} <= set(stored)
+    # The tokenizer and the encoder come from the artifact: no folder, package or hub name is looked up.
+    config["settings"]["encoder"] = str(tmp_path / "no-such-encoder")
+    (saved / "config.json").write_text(json.dumps(config))
+
+    def no_lookup(name: str) -> str:
+        raise AssertionError(f"the encoder {name!r} was looked up")
+
+    monkeypatch.setattr(models.transformer, "resolve_encoder", no_lookup)
+    loaded = load_artifact(saved, catalog).scorer
+    got, loaded_sources = loaded.score(PROBE)
+    np.testing.assert_array_equal(got, expected)
+    assert [s.evidence([0, 1, 2]) for s in loaded_sources] == [s.evidence([0, 1, 2]) for s in sources]
+    monkeypatch.undo()
+    # An artifact written before the files were stored loads its encoder by name.
+    config["settings"]["encoder"] = str(tiny_encoder_dir)
+    del config["files"]
+    (saved / "config.json").write_text(json.dumps(config))
+    for name in stored:
+        (saved / name).unlink()
+    np.testing.assert_array_equal(load_artifact(saved, catalog).scorer.probs(PROBE), expected)
+
+
+def test_a_hybrid_keeps_its_transformers_encoder_files_under_the_components_name(
+        catalog: Catalog, tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    saved = save_artifact(tmp_path / "hybrid", _hybrid(tiny_encoder_dir), Thresholds())
+    files = json.loads((saved / "config.json").read_text())["files"]
+    assert "ranker.txt" in files and "transformer.encoder.config.json" in files
+    assert all((saved / name).is_file() for name in files)
