@@ -20,10 +20,9 @@ from models.calibration import IsotonicCalibrator
 from models.codes import category_of
 from models.errors import ArtifactError
 from models.hierarchy import GroupCoder
-from models.scorer import DeferredScorer, EvidenceSource, Scored, ScorerState, StateContext
+from models.scorer import SYSTEMS, DeferredScorer, EvidenceSource, Scored, ScorerState, StateContext
 from models.text import Segment
 
-SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
 TIE_BREAK = 1e-6
 OBJECTIVES = ("binary", "lambdarank")
 RANKER_FILE = "ranker.txt"

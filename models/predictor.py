@@ -11,10 +11,8 @@ from models.catalog import Catalog
 from models.decision import Thresholds, decide
 from models.errors import InputError
 from models.guidelines import check_codes
-from models.scorer import CoalescingScorer, CompositeScorer, EvidenceSource, Scorer
+from models.scorer import SYSTEMS, CoalescingScorer, CompositeScorer, EvidenceSource, Scorer
 from models.text import check_note
-
-SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
 
 
 @dataclass(frozen=True)

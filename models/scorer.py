@@ -18,7 +18,7 @@ import numpy as np
 from models.errors import ArtifactError
 from models.text import Segment
 
-SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")
+SYSTEMS = ("ICD-10-CM", "ICD-10-PCS")  # the code systems, in the order of every scorer's output columns
 
 
 @dataclass
