@@ -46,6 +46,9 @@ class RetrieverSettings:
     nprobe: int = 32
 
 
+SENTENCE_LENGTH_STEP = 16  # the fast path encodes sentences in groups whose lengths differ by less
+
+
 def cache_dir() -> Path:
     """Where name embeddings are cached: $ICD10_CODER_CACHE, else the user's cache folder."""
     if os.environ.get("ICD10_CODER_CACHE"):
@@ -98,11 +101,22 @@ class SentenceEncoder:
         return out
 
     def _embed_fast(self, texts: list[str]) -> np.ndarray:
+        """The ONNX encoder over sentences grouped by length, each group trimmed to its longest sentence: a
+        note's sentences range from a few tokens to `max_tokens`, and padding them all to the longest
+        would spend most of the pass on padding."""
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.settings.max_tokens,
                                return_tensors="np")
-        hidden = self.fast(batch["input_ids"], batch["attention_mask"])  # (texts, tokens, hidden)
-        mask = batch["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        lengths = mask.sum(axis=1)
+        pooled = np.zeros((len(texts), self.dim), dtype=np.float32)
+        buckets: dict[int, list[int]] = {}
+        for row in np.flatnonzero(lengths):
+            buckets.setdefault(-(-int(lengths[row]) // SENTENCE_LENGTH_STEP), []).append(int(row))
+        for rows in buckets.values():
+            width = int(lengths[rows].max())
+            hidden = self.fast(ids[rows, :width], mask[rows, :width])  # (rows, width, hidden)
+            weights = mask[rows, :width, None].astype(np.float32)
+            pooled[rows] = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1.0)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 

@@ -13,6 +13,7 @@ import pytest
 from models.artifact import export_fast_path, load_artifact, save_artifact
 from models.decision import Thresholds
 from models.errors import ArtifactError
+from models.fast_encoder import OnnxEncoder, export_encoder
 from models.retriever import CatalogRetriever, RetrieverSettings, SentenceEncoder
 
 
@@ -93,6 +94,19 @@ def test_onnx_sentence_encoder_matches_pytorch(tiny_encoder_dir, catalog, tmp_pa
     fast = load_artifact(saved, catalog, runtime="onnx").scorer
     assert (reference.runtime, fast.runtime) == ("torch", "onnx")
     np.testing.assert_allclose(fast.probs([NOTE]), reference.probs([NOTE]), atol=0.05)
+
+
+def test_fast_path_groups_sentences_by_length_without_changing_their_vectors(tiny_encoder_dir, tmp_path: Path) -> None:
+    # The fp32 export, so that only the grouping and trimming could move a vector.
+    encoder = SentenceEncoder(RetrieverSettings(encoder=str(tiny_encoder_dir)))
+    export_encoder(encoder.model, tmp_path, quantize=False)
+    long = ("Seen for a heart attack two days ago after a long walk up the hill in the cold morning air with his "
+            "brother, who called the ambulance at once.")
+    sentences = ["No injuries.", long, "", "Fever.",
+                 "His blood pressure has been high for years."]
+    reference = encoder.embed(sentences)
+    encoder.fast = OnnxEncoder(tmp_path / "encoder.onnx")
+    np.testing.assert_allclose(encoder.embed(sentences), reference, atol=1e-4)
 
 
 def test_ivf_search_agrees_with_exact_search(retriever: CatalogRetriever) -> None:
