@@ -7,7 +7,7 @@ hands each caller its own results. A lone caller waits at most `max_wait_ms`; un
 while `fn` is busy. Only the worker thread runs `fn`, so the model's own threads are never
 oversubscribed, while everything else a caller does (the other scorers, the ranker, decisions) runs in
 the callers' threads, in parallel with the next batch. On a 2-core CPU that overlap, more than the
-larger passes, is what the batching gains (see the README's Speed section).
+larger passes, is what the batching gains (see docs/performance.md).
 """
 
 from __future__ import annotations

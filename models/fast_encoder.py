@@ -258,7 +258,7 @@ def _quiet_quantizer() -> Iterator[None]:
 class OnnxHead:
     """The label-wise attention head, int8, in ONNX Runtime: built from the model's weights when it loads
     (a second or two), so it always matches them. Its two products per note are dynamically quantised
-    (per-code weight scales), about twice as fast as fp32 PyTorch on the CPUs measured; see the README for
+    (per-code weight scales), about twice as fast as fp32 PyTorch on the CPUs measured; see docs/performance.md for
     what it costs in MAP."""
 
     def __init__(self, head: nn.Module, threads: int = 1) -> None:
