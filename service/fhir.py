@@ -165,13 +165,16 @@ def _text_attachment(document: DocumentReference) -> tuple[int, str]:
             key, _, value = param.partition("=")
             if key.strip().lower() == "charset":
                 charset = value.strip().strip('"')
+        where = f"DocumentReference.content[{index}].attachment.contentType"
         try:
-            codec = codecs.lookup(charset).name
+            info = codecs.lookup(charset)
         except LookupError as exc:
-            raise FhirError(
-                f"DocumentReference.content[{index}].attachment.contentType: unknown charset {charset!r}"
-            ) from exc
-        return index, codec
+            raise FhirError(f"{where}: unknown charset {charset!r}") from exc
+        # Python's codec registry also holds bytes-to-bytes and str-to-str transforms (hex, zlib, base64,
+        # rot13) that `bytes.decode` refuses; none of them is a charset.
+        if not getattr(info, "_is_text_encoding", True):
+            raise FhirError(f"{where}: {charset!r} is not a text charset")
+        return index, info.name
     raise FhirError(
         "DocumentReference.content: no text/plain attachment with inline base64 data "
         "(attachments given by url are not fetched)"

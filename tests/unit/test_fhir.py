@@ -148,6 +148,12 @@ def test_bad_encoding() -> None:
     assert error.__cause__ is None
 
 
+@pytest.mark.parametrize("charset", ["hex", "rot13", "zlib", "base64", "uu", "bz2"])
+def test_a_codec_that_is_not_a_text_charset_is_refused(charset: str) -> None:
+    resource = doc_ref(text_attachment(content_type=f"text/plain; charset={charset}"))
+    raises_fhir_error(resource, rf"contentType: '{charset}' is not a text charset")
+
+
 def test_unknown_charset() -> None:
     resource = doc_ref(text_attachment(content_type="text/plain; charset=klingon"))
     raises_fhir_error(resource, r"contentType: unknown charset 'klingon'")
