@@ -39,8 +39,9 @@ MODEL_INFO = Gauge("coder_model_info", "The model in service (value 1; models se
 
 
 def new_request_id(given: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a fresh one (it goes into logs)."""
-    if given and len(given) <= 100 and all(ch.isalnum() or ch in "-_.:" for ch in given):
+    """The caller's X-Request-ID when it is a sane ASCII token, else a fresh one (it goes into logs and back
+    into a header, where only ASCII is safe)."""
+    if given and len(given) <= 100 and all(ch.isascii() and (ch.isalnum() or ch in "-_.:") for ch in given):
         return given
     return uuid.uuid4().hex
 
