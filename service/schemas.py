@@ -178,7 +178,7 @@ class ModelInfo(BaseModel):
     model_version: str
     kind: str
     name: str = Field(..., description="the name an admin activates it by")
-    artifact: str | None
+    artifact: str | None = Field(None, description="the artifact's folder on the server (admin keys only)")
     codes: int
     metrics: dict
 

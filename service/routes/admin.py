@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from service.auth import KeyManagementError
+from service.auth import KeyManagementError, Principal
 from service.deps import AdminDep, AnyRoleDep, AuditDep, KeysDep, PredictorDep, QueueDep, RegistryDep
 from service.model_registry import ModelRegistry
 from service.routes.common import JsonBodyRoute, Offset, errors
@@ -32,19 +32,21 @@ from service.schemas import (
 router = APIRouter(route_class=JsonBodyRoute)
 
 
-def _model_info(registry: ModelRegistry) -> ModelInfo:
+def _model_info(registry: ModelRegistry, principal: Principal) -> ModelInfo:
     serving = registry.serving
     if serving is None:
         raise HTTPException(503, "no model loaded yet", headers={"Retry-After": "5"})
+    # Where the artifact lies on the server is the operators' business, not an EHR's or a coder's.
+    shown = serving.path is not None and principal.role == "admin"
     return ModelInfo(model_version=serving.predictor.model_version, kind=serving.kind, name=serving.name,
-                     artifact=str(serving.path) if serving.path else None,
+                     artifact=str(serving.path) if shown else None,
                      codes=len(serving.predictor.scorer.codes), metrics=serving.metrics)
 
 
 @router.get("/v1/model", tags=["models"], responses=errors(503))
-def model_info(_: AnyRoleDep, __: PredictorDep, registry: RegistryDep) -> ModelInfo:
-    """Which model is serving, and the evaluation that came with it."""
-    return _model_info(registry)
+def model_info(principal: AnyRoleDep, _: PredictorDep, registry: RegistryDep) -> ModelInfo:
+    """Which model is serving, and the evaluation that came with it (its folder on the server for admins only)."""
+    return _model_info(registry, principal)
 
 
 @router.get("/v1/models", tags=["models"], responses=errors())
@@ -63,14 +65,14 @@ def list_models(_: AdminDep, registry: RegistryDep) -> ModelList:
 def activate_model(name: str, principal: AdminDep, registry: RegistryDep) -> ModelInfo:
     """Serve another model, without a restart; requests in flight finish on the old one."""
     registry.activate(name, principal)
-    return _model_info(registry)
+    return _model_info(registry, principal)
 
 
 @router.post("/v1/models:rollback", tags=["models"], responses=errors(409))
 def rollback_model(principal: AdminDep, registry: RegistryDep) -> ModelInfo:
     """Serve the model that was active before the current one."""
     registry.rollback(principal)
-    return _model_info(registry)
+    return _model_info(registry, principal)
 
 
 @router.get("/v1/me", tags=["keys"], responses=errors())

@@ -93,6 +93,16 @@ def test_a_bad_or_unknown_model_changes_nothing(database_url: str, models_dir: P
     assert svc.call("GET", "/v1/models", "admin").json()["history"] == []
 
 
+def test_only_admins_see_where_the_model_lies_on_the_server(database_url: str, models_dir: Path,
+                                                             tmp_path: Path) -> None:
+    svc = _service(database_url, models_dir, tmp_path)
+    svc.client.app.state.registry.start()
+    for role in ("ehr", "coder"):
+        shown = svc.call("GET", "/v1/model", role).json()
+        assert shown["name"] == "tiny-a" and shown["artifact"] is None
+    assert svc.call("GET", "/v1/model", "admin").json()["artifact"] == str(models_dir / "tiny-a")
+
+
 def test_switching_fails_no_request_in_flight(database_url: str, models_dir: Path, tmp_path: Path) -> None:
     svc = _service(database_url, models_dir, tmp_path)
     svc.client.app.state.registry.start()
