@@ -231,11 +231,18 @@ class HybridCoder:
         if settings.objective not in OBJECTIVES:
             raise ArtifactError(f"unknown ranker objective {settings.objective!r}; expected one of {OBJECTIVES}")
         self.groups = group_scorers(components)
-        expected = len(ranker_feature_names(components, settings.cooccurrence))
-        if self._ranker.num_feature() != expected:
+        expected = ranker_feature_names(components, settings.cooccurrence)
+        if self._ranker.num_feature() != len(expected):
             raise ArtifactError(
-                f"the ranker expects {self._ranker.num_feature()} features, the components give {expected}"
+                f"the ranker expects {self._ranker.num_feature()} features, the components give {len(expected)}"
             )
+        trained = self._ranker.feature_name()
+        if trained != expected:
+            # Same count, other names or order: every feature would feed the wrong split of the trees.
+            first = next(i for i, (a, b) in enumerate(zip(trained, expected)) if a != b)
+            raise ArtifactError(f"the ranker's feature {first} is {trained[first]!r}, the components give "
+                                f"{expected[first]!r}: the components are not those, or not in the order, it was "
+                                "trained on")
         self._convert = convert or (lambda code, system: code)
         self._columns = component_columns(components, self._convert)
         # The union vocabulary of the proposing components, in the hybrid's code form, ordered by system
@@ -300,7 +307,9 @@ class HybridCoder:
         """Each component's state nested under its name (tensors and files `<name>.<key>`, settings, parts
         and labels keyed by name), the frequencies, the calibration, and the ranker as `ranker.txt`
         (LightGBM's text model format)."""
-        settings: dict = {"hybrid": asdict(self.settings), "components": {}}
+        # The ranker's features follow the components' order; the artifact's JSON keeps objects with sorted
+        # keys, so the order is kept as a list of its own.
+        settings: dict = {"hybrid": asdict(self.settings), "components": {}, "order": list(self.components)}
         tensors: dict[str, np.ndarray] = {}
         parts: dict = {"stats": asdict(self.stats), "components": {}, "labels": {}}
         files = {RANKER_FILE: self.ranker_text.encode("utf-8")}
@@ -324,7 +333,12 @@ class HybridCoder:
             hybrid_settings = HybridSettings(**state.settings["hybrid"])
             stats = CodeStats(**state.parts["stats"])
             components = {}
-            for name, spec in state.settings["components"].items():
+            specs = state.settings["components"]
+            order = state.settings.get("order") or _trained_order(state.files.get(RANKER_FILE, b""), list(specs))
+            if sorted(order) != sorted(specs):
+                raise ArtifactError(f"the components' order {order} does not name the components {sorted(specs)}")
+            for name in order:
+                spec = specs[name]
                 if spec["kind"] == cls.kind:
                     raise ArtifactError(f"component {name!r}: a hybrid cannot hold a hybrid")
                 prefix = f"{name}."
@@ -349,6 +363,20 @@ class HybridCoder:
                        calibrator=calibrator)
         except (ArtifactError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{RANKER_FILE}: {exc}") from exc
+
+
+def _trained_order(ranker_file: bytes, names: list[str]) -> list[str]:
+    """The components' order as the ranker's feature names give it (artifacts written before the order was
+    stored kept the components in an object with sorted keys); names it does not mention come last."""
+    header = next((line for line in ranker_file.decode("utf-8", "replace").splitlines()
+                   if line.startswith("feature_names=")), "")
+    suffixes = FEATURE_NAMES_PER_COMPONENT + FEATURE_NAMES_PER_GROUP_SCORER
+    order: list[str] = []
+    for feature in header.removeprefix("feature_names=").split():
+        for name in names:
+            if name not in order and any(feature == f"{name}_{suffix}" for suffix in suffixes):
+                order.append(name)
+    return order + [name for name in names if name not in order]
 
 
 class HybridEvidence:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from models.artifact import load_artifact, save_artifact
 from models.decision import Thresholds
+from models.errors import ArtifactError
 from models.hierarchy import GroupCoder
 from models.hybrid import CodeStats, HybridCoder, HybridSettings, candidate_features, feature_names
 from models.linear import LinearCoder, LinearSettings
@@ -172,3 +174,33 @@ def test_lambdarank_hybrid_with_every_new_component_round_trips(mini, matcher, c
     assert ((probs >= 0) & (probs <= 1)).all() and probs.max() > 0  # calibrated, whatever the raw scale
     assert loaded.codes == hybrid.codes
     np.testing.assert_allclose(loaded.probs(probe), probs, rtol=0, atol=1e-7)
+
+
+def test_components_keep_the_order_the_ranker_was_trained_in(mini, matcher, catalog, tmp_path: Path) -> None:
+    # Fitted after the linear model and the matcher, but first in sorted order: the artifact's JSON sorts
+    # object keys, and the ranker's features follow the training order.
+    texts, targets = mini
+    extra = {"a_neighbors": lambda t, y: NeighborCoder.fit(t, y, NeighborSettings(k=3))}
+    hybrid, _, _ = hybrid_training.fit_hybrid(
+        texts, targets, catalog, matcher, TINY_LINEAR, TINY_HYBRID, folds=2, seed=1, progress=False, fit_extra=extra
+    )
+    assert list(hybrid.components) == ["linear", "matcher", "a_neighbors"]
+    probe = ["Type 2 diabetes mellitus and essential hypertension.", "Renal ultrasound; colonoscopy."]
+    saved = save_artifact(tmp_path / "hybrid", hybrid, Thresholds(), model_version="tiny-order")
+    loaded = load_artifact(saved, catalog).scorer
+    assert list(loaded.components) == list(hybrid.components)
+    np.testing.assert_allclose(loaded.probs(probe), hybrid.probs(probe), rtol=0, atol=1e-7)
+
+    # An artifact written before the order was stored: the ranker's feature names give it.
+    config_path = saved / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["settings"]["order"]
+    config_path.write_text(json.dumps(config, sort_keys=True))
+    older = load_artifact(saved, catalog).scorer
+    assert list(older.components) == list(hybrid.components)
+    np.testing.assert_allclose(older.probs(probe), hybrid.probs(probe), rtol=0, atol=1e-7)
+
+    # Components in another order than the ranker's features are refused, not scored wrongly.
+    shuffled = {name: hybrid.components[name] for name in ("a_neighbors", "linear", "matcher")}
+    with pytest.raises(ArtifactError, match="order"):
+        HybridCoder(shuffled, hybrid.stats, hybrid.ranker_text, hybrid.settings)
