@@ -16,10 +16,12 @@ def test_shipped_recipes_validate(path: Path) -> None:
     assert config.data.source == "../shared/datasets/codiesp"
 
 
-def test_recommended_recipe_has_three_components() -> None:
+def test_recommended_recipe_has_its_five_components() -> None:
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "hybrid-transformer.yaml")
     assert isinstance(config.model, HybridModelConfig)
     assert isinstance(config.model.transformer, TransformerModelConfig)
+    assert config.model.retriever is not None and config.model.neighbors is not None
+    assert config.model.linear is not None and config.model.matcher is not None
     assert config.decision.target_precision == 0.95
 
 
