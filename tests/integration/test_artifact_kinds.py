@@ -69,11 +69,12 @@ def _hybrid(encoder: Path) -> HybridCoder:
     components = {"linear": LinearCoder.fit(NOTES, TARGETS, TINY_LINEAR, progress=False),
                   "transformer": _transformer(encoder), "groups": GroupCoder.fit(NOTES, TARGETS, TINY_LINEAR)}
     settings = HybridSettings(candidates_per_component=5, n_estimators=5, min_child_samples=1)
-    n_features = len(ranker_feature_names(components, settings.cooccurrence))
+    names = ranker_feature_names(components, settings.cooccurrence)  # named, as training names them
+    n_features = len(names)
     rng = np.random.default_rng(0)
     features, labels = rng.random((60, n_features)), rng.integers(0, 2, 60)
     booster = lgb.train({"objective": "binary", "verbose": -1, "min_data_in_leaf": 1, "num_leaves": 4},
-                        lgb.Dataset(features, labels), num_boost_round=5)
+                        lgb.Dataset(features, labels, feature_name=names), num_boost_round=5)
     return HybridCoder(components, CodeStats.from_targets(TARGETS), booster.model_to_string(), settings)
 
 
