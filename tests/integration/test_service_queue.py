@@ -87,10 +87,11 @@ def test_release_returns_the_item_and_a_lapsed_lease_frees_it(service: Service) 
     released = service.call("POST", f"/v1/reviews/{review_id}:release", "coder")
     assert released.status_code == 200 and released.json()["status"] == "open"
     queue: ReviewQueue = service.client.app.state.queue
-    short = ReviewQueue(queue.sessions, lease_seconds=1)
+    # Long enough that the claim below comes within the lease on a loaded machine too.
+    short = ReviewQueue(queue.sessions, lease_seconds=3)
     short.claim(review_id, Principal("coder-1", "coder"))
     assert service.call("POST", f"/v1/reviews/{review_id}:claim", "coder2").status_code == 409
-    time.sleep(1.2)
+    time.sleep(3.2)
     # A lapsed claim holds nothing: its old holder must claim again before resolving.
     late = service.call("POST", f"/v1/reviews/{review_id}:resolve", "coder", json={"codes": [{"code": "J18.9"}]})
     assert late.status_code == 409 and late.json()["error"]["code"] == "review_not_claimed"
