@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -25,6 +25,7 @@ from models.neighbors import NeighborCoder, NeighborSettings
 from models.retriever import CatalogRetriever
 from models.scorer import Scorer
 from models.transformer import TransformerCoder, TransformerSettings
+from tests.stand_in_catalog import StandInCatalog
 
 NOTES = [
     "Type 2 diabetes mellitus with poor control, on metformin.\nEssential hypertension.",
@@ -38,24 +39,6 @@ TARGETS = {
 }
 PROBE = ["Appendicitis treated by appendectomy; type 2 diabetes on metformin.", "Hypertension. Kidney stone."]
 TINY_LINEAR = LinearSettings(min_df=1, ngram_max=1, keep_per_code=50)
-
-
-class _Cm:
-    billable_codes: ClassVar[list[str]] = ["I10", "I21.9"]
-    _names: ClassVar[dict[str, tuple[str, list[str]]]] = {
-        "I10": ("Essential (primary) hypertension", ["High blood pressure"]),
-        "I21.9": ("Acute myocardial infarction, unspecified", ["Heart attack"]),
-    }
-
-    def description(self, code: str) -> str:
-        return self._names[code][0]
-
-    def inclusion_terms(self, code: str) -> list[str]:
-        return self._names[code][1]
-
-
-class _Catalog:
-    cm = _Cm()
 
 
 def _transformer(encoder: Path) -> TransformerCoder:
@@ -85,7 +68,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "hybrid": lambda encoder, **_: _hybrid(encoder),
     "neighbors": lambda **_: NeighborCoder.fit(NOTES, TARGETS, NeighborSettings(k=2, min_df=1)),
     "groups": lambda **_: GroupCoder.fit(NOTES, TARGETS, TINY_LINEAR),
-    "retriever": lambda cache, **_: CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=cache,
+    "retriever": lambda cache, **_: CatalogRetriever.build(StandInCatalog(), systems=("ICD-10-CM",), cache=cache,
                                                            progress=False),
 }
 

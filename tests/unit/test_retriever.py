@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,31 +14,14 @@ from models.decision import Thresholds
 from models.errors import ArtifactError
 from models.fast_encoder import OnnxEncoder, export_encoder
 from models.retriever import CatalogRetriever, RetrieverSettings, SentenceEncoder
-
-
-class _Cm:
-    billable_codes: ClassVar[list[str]] = ["I10", "I21.9", "S72.90XA"]
-    _names: ClassVar[dict[str, tuple[str, list[str]]]] = {"I10": ("Essential (primary) hypertension", ["High blood pressure"]),
-              "I21.9": ("Acute myocardial infarction, unspecified", ["Heart attack"]),
-              "S72.90XA": ("Unspecified fracture of unspecified femur, initial encounter", [])}
-
-    def description(self, code: str) -> str:
-        return self._names[code][0]
-
-    def inclusion_terms(self, code: str) -> list[str]:
-        return self._names[code][1]
-
-
-class _Catalog:
-    cm = _Cm()
-
+from tests.stand_in_catalog import StandInCatalog
 
 NOTE = "Seen for a heart attack two days ago.\nHis blood pressure has been high for years.\nNo injuries."
 
 
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory: pytest.TempPathFactory) -> CatalogRetriever:
-    return CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=tmp_path_factory.mktemp("cache"),
+    return CatalogRetriever.build(StandInCatalog(), systems=("ICD-10-CM",), cache=tmp_path_factory.mktemp("cache"),
                                   progress=False)
 
 
@@ -56,14 +38,14 @@ def test_codes_are_scored_by_meaning_with_the_sentence_as_evidence(retriever: Ca
 
 
 def test_name_vectors_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=tmp_path, progress=False)
+    first = CatalogRetriever.build(StandInCatalog(), systems=("ICD-10-CM",), cache=tmp_path, progress=False)
     assert len(list(tmp_path.glob("names-*.npy"))) == 1
 
     def no_embedding(self, texts, progress=False):
         raise AssertionError("the names were embedded again")
 
     monkeypatch.setattr(SentenceEncoder, "embed", no_embedding)
-    again = CatalogRetriever.build(_Catalog(), systems=("ICD-10-CM",), cache=tmp_path, progress=False)
+    again = CatalogRetriever.build(StandInCatalog(), systems=("ICD-10-CM",), cache=tmp_path, progress=False)
     np.testing.assert_array_equal(again.name_vectors, first.name_vectors)
 
 
@@ -85,7 +67,7 @@ def test_names_out_of_code_order_are_refused() -> None:
 
 def test_onnx_sentence_encoder_matches_pytorch(tiny_encoder_dir, catalog, tmp_path: Path) -> None:
     settings = RetrieverSettings(encoder=str(tiny_encoder_dir))
-    built = CatalogRetriever.build(_Catalog(), settings, systems=("ICD-10-CM",), cache=tmp_path / "cache",
+    built = CatalogRetriever.build(StandInCatalog(), settings, systems=("ICD-10-CM",), cache=tmp_path / "cache",
                                    progress=False)
     saved = save_artifact(tmp_path / "retriever", built, Thresholds(), model_version="tiny-retriever")
     written = export_fast_path(saved, scorer=built)
