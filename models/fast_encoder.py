@@ -188,6 +188,21 @@ class OnnxEncoder:
         return self.session.run(None, {"input_ids": input_ids.astype(np.int64),
                                        "attention_mask": attention_mask.astype(np.int64)})[0]
 
+    def by_length(self, input_ids: np.ndarray, attention_mask: np.ndarray, step: int
+                  ) -> list[tuple[list[int], np.ndarray]]:
+        """The rows with real tokens (padding on the right) encoded in groups whose lengths differ by less
+        than `step`, each group trimmed to its longest row, so padding costs at most `step` tokens a row:
+        per group, (its row indices, hidden (rows, its width, hidden))."""
+        lengths = attention_mask.sum(axis=1)
+        groups: dict[int, list[int]] = {}
+        for row in np.flatnonzero(lengths):
+            groups.setdefault(-(-int(lengths[row]) // step), []).append(int(row))
+        out = []
+        for rows in groups.values():
+            width = int(lengths[rows].max())
+            out.append((rows, self(input_ids[rows, :width], attention_mask[rows, :width])))
+        return out
+
 
 def _session(path: Path, threads: int | None = None):
     """An ONNX Runtime CPU session for the fast path. Raises ArtifactError for a file it cannot load."""
@@ -337,12 +352,7 @@ class OnnxRuntime:
         flat_mask = mask.reshape(batch * windows, tokens).numpy()
         lengths = flat_mask.sum(axis=1)  # real tokens (a prefix of the window: padding is on the right)
         encoded: dict[int, np.ndarray] = {}
-        buckets: dict[int, list[int]] = {}
-        for row in np.flatnonzero(lengths):
-            buckets.setdefault(-(-int(lengths[row]) // LENGTH_STEP), []).append(int(row))
-        for rows in buckets.values():
-            width = int(lengths[rows].max())
-            out = self.encoder(flat_ids[rows, :width], flat_mask[rows, :width])
+        for rows, out in self.encoder.by_length(flat_ids, flat_mask, LENGTH_STEP):
             for i, row in enumerate(rows):
                 encoded[row] = out[i, : lengths[row]]
         hidden, positions = [], []

@@ -106,16 +106,10 @@ class SentenceEncoder:
         would spend most of the pass on padding."""
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.settings.max_tokens,
                                return_tensors="np")
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        lengths = mask.sum(axis=1)
+        mask = batch["attention_mask"]
         pooled = np.zeros((len(texts), self.dim), dtype=np.float32)
-        buckets: dict[int, list[int]] = {}
-        for row in np.flatnonzero(lengths):
-            buckets.setdefault(-(-int(lengths[row]) // SENTENCE_LENGTH_STEP), []).append(int(row))
-        for rows in buckets.values():
-            width = int(lengths[rows].max())
-            hidden = self.fast(ids[rows, :width], mask[rows, :width])  # (rows, width, hidden)
-            weights = mask[rows, :width, None].astype(np.float32)
+        for rows, hidden in self.fast.by_length(batch["input_ids"], mask, SENTENCE_LENGTH_STEP):
+            weights = mask[rows, :hidden.shape[1], None].astype(np.float32)  # (rows, width, 1)
             pooled[rows] = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1.0)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
