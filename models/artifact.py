@@ -268,8 +268,14 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 def default_predictor(catalog: Catalog | None = None) -> Predictor:
     """The embedded default: the zero-shot catalogue matcher, needing no training data."""
     catalog = catalog or get_catalog()
-    return Predictor(CatalogMatcher(catalog), catalog, DEFAULT_THRESHOLDS, model_version=DEFAULT_MODEL_VERSION)
+    return Predictor(CatalogMatcher(catalog, **DEFAULT_MATCHER_SETTINGS), catalog, DEFAULT_THRESHOLDS,
+                     model_version=DEFAULT_MODEL_VERSION)
 
+
+# The embedded default reads US-style notes: their abbreviations are written out (HTN, DM2, AFib). A trained
+# recipe chooses for its own notes (`abbreviations:` under `matcher:`); on CodiEsp's translated notes it cost
+# MAP (docs/quality.md).
+DEFAULT_MATCHER_SETTINGS = {"abbreviations": True}
 
 # The matcher's scores are coverage-based, not calibrated: a full match of a specific name scores
 # about 0.85-1.0, so only those are accepted without review.

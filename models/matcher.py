@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from models.abbreviations import AbbreviationExpander
 from models.catalog import Catalog
 from models.errors import ArtifactError
 from models.scorer import Scored, ScorerState, StateContext
@@ -177,6 +178,7 @@ class CatalogMatcher:
         min_coverage: float = 0.6,
         mass_scale: float = 8.0,
         sibling_decay: float = 0.6,
+        abbreviations: bool = False,
     ) -> None:
         self.min_coverage = min_coverage
         self.mass_scale = mass_scale
@@ -205,6 +207,9 @@ class CatalogMatcher:
                 rows.append(i)
                 cols.append(vocab.setdefault(t, len(vocab)))
         self.vocab = vocab
+        # A note's abbreviations are written out before matching (models.abbreviations); one that is
+        # itself a catalogue word is left alone.
+        self.abbreviations = AbbreviationExpander(lambda w: _stem(w) in vocab) if abbreviations else None
         n_names = len(names)
         presence = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_names, len(vocab)))
         df = np.asarray(presence.sum(axis=0)).ravel()
@@ -222,7 +227,8 @@ class CatalogMatcher:
     def _sentence_matrix(self, segments: list[Segment]) -> sp.csr_matrix:
         rows, cols = [], []
         for i, seg in enumerate(segments):
-            for t in set(_terms(seg.text)):
+            text = self.abbreviations.expand(seg.text) if self.abbreviations else seg.text
+            for t in set(_terms(text)):
                 j = self.vocab.get(t)
                 if j is not None:
                     rows.append(i)
@@ -281,7 +287,7 @@ class CatalogMatcher:
     def to_state(self) -> ScorerState:
         """Its settings and code systems only: it is rebuilt from the catalogue."""
         settings = {"min_coverage": self.min_coverage, "mass_scale": self.mass_scale,
-                    "sibling_decay": self.sibling_decay}
+                    "sibling_decay": self.sibling_decay, "abbreviations": self.abbreviations is not None}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod
@@ -289,6 +295,7 @@ class CatalogMatcher:
         """Rebuild from the catalogue of `context`; raises ArtifactError for settings it does not know."""
         catalog = (context or StateContext()).need_catalog(cls.kind)
         try:
-            return cls(catalog, tuple(state.systems), **state.settings)
+            # Artifacts from before the abbreviation lexicon keep the matcher their ranker was trained on.
+            return cls(catalog, tuple(state.systems), **{"abbreviations": False, **state.settings})
         except TypeError as exc:
             raise ArtifactError(f"bad matcher settings ({exc})") from exc

@@ -2,6 +2,7 @@
 
 import pytest
 
+from models.artifact import DEFAULT_MATCHER_SETTINGS
 from models.catalog import Catalog, get_catalog
 from models.matcher import CatalogMatcher
 
@@ -14,8 +15,9 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="session")
 def matcher(catalog: Catalog) -> CatalogMatcher:
-    """A CatalogMatcher over every billable CM code and every PCS code (a few seconds to build)."""
-    return CatalogMatcher(catalog)
+    """The embedded default's CatalogMatcher over every billable CM code and every PCS code (a few seconds
+    to build)."""
+    return CatalogMatcher(catalog, **DEFAULT_MATCHER_SETTINGS)
 
 
 @pytest.fixture(scope="session")

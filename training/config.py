@@ -30,6 +30,7 @@ class MatcherModelConfig(_Strict):
     min_coverage: float = Field(0.6, gt=0, le=1)
     mass_scale: float = Field(8.0, gt=0)
     sibling_decay: float = Field(0.6, gt=0, le=1)
+    abbreviations: bool = Field(False, description="write out clinical abbreviations (HTN, DM2, AFib) first")
 
 
 class TransformerModelConfig(_Strict):

