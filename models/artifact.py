@@ -272,10 +272,11 @@ def default_predictor(catalog: Catalog | None = None) -> Predictor:
                      model_version=DEFAULT_MODEL_VERSION)
 
 
-# The embedded default reads US-style notes: their abbreviations are written out (HTN, DM2, AFib). A trained
-# recipe chooses for its own notes (`abbreviations:` under `matcher:`); on CodiEsp's translated notes it cost
-# MAP (docs/quality.md).
-DEFAULT_MATCHER_SETTINGS = {"abbreviations": True}
+# The embedded default reads US-style notes: their abbreviations are written out (HTN, DM2, AFib), and a
+# condition named without detail goes to its unspecified code before an "other specified" one. A trained
+# recipe chooses for its own notes (`abbreviations:`, `other_specified:` under `matcher:`); on CodiEsp's
+# translated notes the abbreviations cost MAP (docs/quality.md).
+DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8}
 
 # The matcher's scores are coverage-based, not calibrated: a full match of a specific name scores
 # about 0.85-1.0, so only those are accepted without review.

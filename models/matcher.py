@@ -33,6 +33,7 @@ _OPTIONAL_TAIL_RE = re.compile(
     re.IGNORECASE,
 )
 _PARENS_RE = re.compile(r"\([^()]*\)")
+_OTHER_RE = re.compile(r"^other\b|\bother specified\b", re.IGNORECASE)  # "other specified" CM codes
 _APPROACH_RE = re.compile(r",\s*[^,]*approach\s*$", re.IGNORECASE)
 
 # Clinical synonyms mapped onto the catalogue's words (both sides of a match pass through this).
@@ -179,10 +180,13 @@ class CatalogMatcher:
         mass_scale: float = 8.0,
         sibling_decay: float = 0.6,
         abbreviations: bool = False,
+        other_specified: float = 1.0,
     ) -> None:
         self.min_coverage = min_coverage
         self.mass_scale = mass_scale
         self.sibling_decay = sibling_decay
+        self.other_specified = other_specified
+        other_codes: list[bool] = []
         self.codes: list[str] = []
         self.code_systems: list[str] = []
         names: list[list[str]] = []
@@ -191,6 +195,7 @@ class CatalogMatcher:
             entries = catalog_entries(catalog, system)
             for code, description, inclusion in entries:
                 code_idx = len(self.codes)
+                other_codes.append(system == "ICD-10-CM" and bool(_OTHER_RE.search(description)))
                 self.codes.append(code)
                 self.code_systems.append(system)
                 seen: set[tuple[str, ...]] = set()
@@ -217,6 +222,10 @@ class CatalogMatcher:
         self._name_weights = (presence @ sp.diags(self.idf)).T.tocsr()  # (vocab, names)
         self._name_mass = np.asarray(presence @ self.idf).ravel()  # (names,)
         self._name_code = np.asarray(name_code, dtype=np.int64)
+        # Guideline: a note that names a condition without more detail is coded to the documented,
+        # unspecified code, not to "other specified"; such codes' names weigh `other_specified` (1: as any).
+        self._name_prior = np.where(np.asarray(other_codes, bool)[self._name_code], np.float32(other_specified),
+                                    np.float32(1.0)).astype(np.float32)
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
@@ -249,7 +258,7 @@ class CatalogMatcher:
         keep = coverage >= self.min_coverage
         sent_idx, name_idx, coverage = matched.row[keep], matched.col[keep], coverage[keep]
         mass = matched.data[keep]
-        name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale))
+        name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale)) * self._name_prior[matched.col[keep]]
         code_idx = self._name_code[name_idx]
         order = np.argsort(-name_scores, kind="stable")
         # The first occurrence of a code in descending score order is its best (sentence, name).
@@ -287,7 +296,8 @@ class CatalogMatcher:
     def to_state(self) -> ScorerState:
         """Its settings and code systems only: it is rebuilt from the catalogue."""
         settings = {"min_coverage": self.min_coverage, "mass_scale": self.mass_scale,
-                    "sibling_decay": self.sibling_decay, "abbreviations": self.abbreviations is not None}
+                    "sibling_decay": self.sibling_decay, "abbreviations": self.abbreviations is not None,
+                    "other_specified": self.other_specified}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

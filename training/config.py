@@ -31,6 +31,7 @@ class MatcherModelConfig(_Strict):
     mass_scale: float = Field(8.0, gt=0)
     sibling_decay: float = Field(0.6, gt=0, le=1)
     abbreviations: bool = Field(False, description="write out clinical abbreviations (HTN, DM2, AFib) first")
+    other_specified: float = Field(1.0, gt=0, le=1, description="weight of 'other specified' ICD-10-CM codes' names")
 
 
 class TransformerModelConfig(_Strict):

@@ -116,3 +116,20 @@ def test_evidence_comes_with_the_scores_from_one_scoring(matcher: CatalogMatcher
     assert calls == []  # no second scoring of the note
     assert segment is not None and texts[0][segment.start : segment.end] == segment.text
     assert sources[1].evidence([idx]) == {idx: None}  # each note has its own evidence
+
+
+def test_unspecified_code_before_other_specified(matcher: CatalogMatcher) -> None:
+    # Guideline: the documented condition without more detail is coded to its unspecified code.
+    top = _top(matcher, "Type 2 diabetes mellitus with diabetic polyneuropathy.", 5)
+    assert top.index("E11.42") < top.index("E13.42") if "E13.42" in top else "E11.42" in top
+    top = _top(matcher, "Chronic obstructive pulmonary disease.", 5)
+    assert top[0] == "J44.9"
+
+
+def test_other_specified_weight_is_stored(matcher: CatalogMatcher, catalog) -> None:
+    from models.scorer import StateContext
+
+    assert matcher.other_specified < 1.0
+    rebuilt = CatalogMatcher.from_state(matcher.to_state(), StateContext(catalog, {"matcher": CatalogMatcher}))
+    note = "Chronic obstructive pulmonary disease."
+    assert np.array_equal(rebuilt.match(note).scores, matcher.match(note).scores)
