@@ -79,6 +79,9 @@ _CURATED: list[tuple[str, str]] = [
     (r"chole", "cholecystectomy"),
     (r"appy", "appendectomy"),
     (r"(?-i:Fx|FX|fx)", "fracture"),
+    (r"(?-i:R)(?=\s+[a-z])", "right"),
+    (r"(?-i:L)(?=\s+[a-z])", "left"),
+    (r"b\s*/\s*l|bilat", "bilateral"),
     (r"(?-i:CXR)", "chest xray"),
     (r"(?-i:XR)", "xray"),
     # Ambiguous, by context.

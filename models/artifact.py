@@ -273,10 +273,11 @@ def default_predictor(catalog: Catalog | None = None) -> Predictor:
 
 
 # The embedded default reads US-style notes: their abbreviations are written out (HTN, DM2, AFib), and a
-# condition named without detail goes to its unspecified code before an "other specified" one. A trained
-# recipe chooses for its own notes (`abbreviations:`, `other_specified:` under `matcher:`); on CodiEsp's
+# condition named without detail goes to its unspecified code before an "other specified" one, and an injury
+# to its initial encounter unless the note says otherwise. A trained recipe chooses for its own notes
+# (`abbreviations:`, `other_specified:`, `later_encounter:` under `matcher:`); on CodiEsp's
 # translated notes the abbreviations cost MAP (docs/quality.md).
-DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8}
+DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5}
 
 # The matcher's scores are coverage-based, not calibrated: a full match of a specific name scores
 # about 0.85-1.0, so only those are accepted without review.

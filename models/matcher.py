@@ -33,6 +33,10 @@ _OPTIONAL_TAIL_RE = re.compile(
     re.IGNORECASE,
 )
 _PARENS_RE = re.compile(r"\([^()]*\)")
+# ICD-10-CM 7th characters D (subsequent encounter) and S (sequela): coded only when the note says so.
+_LATER_ENCOUNTER_RE = re.compile(r",\s*(subsequent encounter|sequela)\b", re.IGNORECASE)
+_LATER_CUE_RE = re.compile(r"\b(subsequent|follow[- ]?up|sequela|late effect|healing|aftercare|residual)", re.IGNORECASE)
+_INITIAL_ENCOUNTER_RE = re.compile(r",\s*initial encounter(\s+for closed fracture)?\s*$", re.IGNORECASE)
 _OTHER_RE = re.compile(r"^other\b|\bother specified\b", re.IGNORECASE)  # "other specified" CM codes
 _APPROACH_RE = re.compile(r",\s*[^,]*approach\s*$", re.IGNORECASE)
 
@@ -126,10 +130,13 @@ def _terms(text: str) -> list[str]:
     return terms
 
 
-def _name_variants(description: str, system: str) -> list[str]:
-    """The description and its forms without the parts a note rarely states."""
+def _name_variants(description: str, system: str, encounter_optional: bool = False) -> list[str]:
+    """The description and its forms without the parts a note rarely states (with `encounter_optional`,
+    also ", initial encounter": the default encounter of an injury)."""
     variants = [description]
     core = _PARENS_RE.sub(" ", description)
+    if encounter_optional:
+        core = _INITIAL_ENCOUNTER_RE.sub("", core)
     core = _OPTIONAL_TAIL_RE.sub("", core)
     if system == "ICD-10-PCS":
         core = _APPROACH_RE.sub("", core)
@@ -181,12 +188,15 @@ class CatalogMatcher:
         sibling_decay: float = 0.6,
         abbreviations: bool = False,
         other_specified: float = 1.0,
+        later_encounter: float = 1.0,
     ) -> None:
         self.min_coverage = min_coverage
         self.mass_scale = mass_scale
         self.sibling_decay = sibling_decay
         self.other_specified = other_specified
+        self.later_encounter = later_encounter
         other_codes: list[bool] = []
+        later_codes: list[bool] = []
         self.codes: list[str] = []
         self.code_systems: list[str] = []
         names: list[list[str]] = []
@@ -196,10 +206,11 @@ class CatalogMatcher:
             for code, description, inclusion in entries:
                 code_idx = len(self.codes)
                 other_codes.append(system == "ICD-10-CM" and bool(_OTHER_RE.search(description)))
+                later_codes.append(system == "ICD-10-CM" and bool(_LATER_ENCOUNTER_RE.search(description)))
                 self.codes.append(code)
                 self.code_systems.append(system)
                 seen: set[tuple[str, ...]] = set()
-                for name in [*_name_variants(description, system), *inclusion]:
+                for name in [*_name_variants(description, system, later_encounter < 1.0), *inclusion]:
                     terms = tuple(dict.fromkeys(_terms(name)))
                     if terms and terms not in seen:
                         seen.add(terms)
@@ -226,6 +237,11 @@ class CatalogMatcher:
         # unspecified code, not to "other specified"; such codes' names weigh `other_specified` (1: as any).
         self._name_prior = np.where(np.asarray(other_codes, bool)[self._name_code], np.float32(other_specified),
                                     np.float32(1.0)).astype(np.float32)
+        # Guideline: an injury is coded for the initial encounter (7th character A) unless the note says
+        # the encounter is a later one; subsequent-encounter and sequela names weigh `later_encounter` in a
+        # sentence without such words.
+        self._name_later = np.asarray(later_codes, bool)[self._name_code] if later_encounter < 1.0 \
+            else np.zeros(len(self._name_code), bool)
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
@@ -258,7 +274,10 @@ class CatalogMatcher:
         keep = coverage >= self.min_coverage
         sent_idx, name_idx, coverage = matched.row[keep], matched.col[keep], coverage[keep]
         mass = matched.data[keep]
-        name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale)) * self._name_prior[matched.col[keep]]
+        name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale)) * self._name_prior[name_idx]
+        if self._name_later.any():
+            plain = np.asarray([not _LATER_CUE_RE.search(s.text) for s in segments])
+            name_scores *= np.where(self._name_later[name_idx] & plain[sent_idx], np.float32(self.later_encounter), 1.0)
         code_idx = self._name_code[name_idx]
         order = np.argsort(-name_scores, kind="stable")
         # The first occurrence of a code in descending score order is its best (sentence, name).
@@ -297,7 +316,7 @@ class CatalogMatcher:
         """Its settings and code systems only: it is rebuilt from the catalogue."""
         settings = {"min_coverage": self.min_coverage, "mass_scale": self.mass_scale,
                     "sibling_decay": self.sibling_decay, "abbreviations": self.abbreviations is not None,
-                    "other_specified": self.other_specified}
+                    "other_specified": self.other_specified, "later_encounter": self.later_encounter}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

@@ -32,6 +32,8 @@ class MatcherModelConfig(_Strict):
     sibling_decay: float = Field(0.6, gt=0, le=1)
     abbreviations: bool = Field(False, description="write out clinical abbreviations (HTN, DM2, AFib) first")
     other_specified: float = Field(1.0, gt=0, le=1, description="weight of 'other specified' ICD-10-CM codes' names")
+    later_encounter: float = Field(1.0, gt=0, le=1,
+                                   description="weight of subsequent-encounter and sequela codes without such words")
 
 
 class TransformerModelConfig(_Strict):

@@ -133,3 +133,9 @@ def test_other_specified_weight_is_stored(matcher: CatalogMatcher, catalog) -> N
     rebuilt = CatalogMatcher.from_state(matcher.to_state(), StateContext(catalog, {"matcher": CatalogMatcher}))
     note = "Chronic obstructive pulmonary disease."
     assert np.array_equal(rebuilt.match(note).scores, matcher.match(note).scores)
+
+
+def test_injury_defaults_to_the_initial_encounter(matcher: CatalogMatcher) -> None:
+    # Guideline: the 7th character A unless the note says the encounter is a later one or a sequela.
+    assert _top(matcher, "Dx: R ankle sprain.", 1) == ["S93.401A"]
+    assert _top(matcher, "Sequela of a right ankle sprain.", 1) == ["S93.401S"]
