@@ -113,7 +113,7 @@ _TOKEN_RE = re.compile(r"(?<![\w/&-])(?=[\w&-]*[A-Z])[A-Za-z][\w&-]*(?![\w&-])")
 def _compile(pattern: str) -> re.Pattern[str]:
     # Bounded by non-word characters; shorthand that ends in "/" ("w/pain") needs no right boundary.
     right = "" if pattern.endswith("/") else r"(?!\w)"
-    return re.compile(rf"(?i)(?<![\w/]){pattern}{right}")
+    return re.compile(rf"(?i)(?<![\w/])(?:{pattern}){right}")
 
 
 @lru_cache(maxsize=1)
