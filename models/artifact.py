@@ -265,19 +265,20 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))
 
 
-def default_predictor(catalog: Catalog | None = None) -> Predictor:
-    """The embedded default: the zero-shot catalogue matcher, needing no training data."""
-    catalog = catalog or get_catalog()
-    return Predictor(CatalogMatcher(catalog, **DEFAULT_MATCHER_SETTINGS), catalog, DEFAULT_THRESHOLDS,
-                     model_version=DEFAULT_MODEL_VERSION)
-
-
 # The embedded default reads US-style notes: their abbreviations are written out (HTN, DM2, AFib), and a
 # condition named without detail goes to its unspecified code before an "other specified" one, and an injury
 # to its initial encounter unless the note says otherwise. A trained recipe chooses for its own notes
 # (`abbreviations:`, `other_specified:`, `later_encounter:` under `matcher:`); on CodiEsp's
 # translated notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5}
+
+
+def default_predictor(catalog: Catalog | None = None) -> Predictor:
+    """The embedded default: the zero-shot catalogue matcher, needing no training data."""
+    catalog = catalog or get_catalog()
+    return Predictor(CatalogMatcher(catalog, **DEFAULT_MATCHER_SETTINGS), catalog, DEFAULT_THRESHOLDS,
+                     model_version=DEFAULT_MODEL_VERSION)
+
 
 # The matcher's scores are coverage-based, not calibrated: a full match of a specific name scores
 # about 0.85-1.0, so only those are accepted without review.

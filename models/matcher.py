@@ -240,8 +240,7 @@ class CatalogMatcher:
         # Guideline: an injury is coded for the initial encounter (7th character A) unless the note says
         # the encounter is a later one; subsequent-encounter and sequela names weigh `later_encounter` in a
         # sentence without such words.
-        self._name_later = np.asarray(later_codes, bool)[self._name_code] if later_encounter < 1.0 \
-            else np.zeros(len(self._name_code), bool)
+        self._name_later = np.asarray(later_codes, bool)[self._name_code] if later_encounter < 1.0 else None
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
@@ -275,7 +274,7 @@ class CatalogMatcher:
         sent_idx, name_idx, coverage = matched.row[keep], matched.col[keep], coverage[keep]
         mass = matched.data[keep]
         name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale)) * self._name_prior[name_idx]
-        if self._name_later.any():
+        if self._name_later is not None:
             plain = np.asarray([not _LATER_CUE_RE.search(s.text) for s in segments])
             name_scores *= np.where(self._name_later[name_idx] & plain[sent_idx], np.float32(self.later_encounter), 1.0)
         code_idx = self._name_code[name_idx]

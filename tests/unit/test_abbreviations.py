@@ -61,11 +61,17 @@ def test_abbreviated_diagnoses_reach_their_code(matcher: CatalogMatcher, note: s
     assert matcher.match(note).evidence([matcher.code_to_idx[code]])[matcher.code_to_idx[code]].text in note
 
 
-def test_artifacts_from_before_the_lexicon_keep_their_matcher(matcher: CatalogMatcher, catalog) -> None:
+def test_settings_round_trip_and_older_artifacts_keep_their_matcher(matcher: CatalogMatcher, catalog) -> None:
     # A trained ranker learned the features of the matcher it was trained with.
     old = ScorerState("matcher", {"min_coverage": 0.6, "mass_scale": 8.0, "sibling_decay": 0.6},
                       ["ICD-10-CM", "ICD-10-PCS"])
     context = StateContext(catalog, {"matcher": CatalogMatcher})
     rebuilt = CatalogMatcher.from_state(old, context)
     assert rebuilt.abbreviations is None
-    assert CatalogMatcher.from_state(matcher.to_state(), context).abbreviations is not None
+    # The embedded default's settings (abbreviations, weights of "other specified" and later-encounter
+    # codes) survive a save and load: the same scores.
+    assert matcher.other_specified < 1.0 and matcher.later_encounter < 1.0
+    again = CatalogMatcher.from_state(matcher.to_state(), context)
+    assert again.abbreviations is not None
+    for note in ("COPD, stable.", "Chronic obstructive pulmonary disease.", "Dx: R ankle sprain."):
+        assert np.array_equal(again.match(note).scores, matcher.match(note).scores)

@@ -126,15 +126,6 @@ def test_unspecified_code_before_other_specified(matcher: CatalogMatcher) -> Non
     assert top[0] == "J44.9"
 
 
-def test_other_specified_weight_is_stored(matcher: CatalogMatcher, catalog) -> None:
-    from models.scorer import StateContext
-
-    assert matcher.other_specified < 1.0
-    rebuilt = CatalogMatcher.from_state(matcher.to_state(), StateContext(catalog, {"matcher": CatalogMatcher}))
-    note = "Chronic obstructive pulmonary disease."
-    assert np.array_equal(rebuilt.match(note).scores, matcher.match(note).scores)
-
-
 def test_injury_defaults_to_the_initial_encounter(matcher: CatalogMatcher) -> None:
     # Guideline: the 7th character A unless the note says the encounter is a later one or a sequela.
     assert _top(matcher, "Dx: R ankle sprain.", 1) == ["S93.401A"]
