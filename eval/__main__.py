@@ -14,8 +14,8 @@ from models.errors import CoderError
 from models.predictor import Predictor
 
 
-def _predictor(name: str) -> Predictor:
-    return default_predictor() if name == "default" else load_artifact(name)
+def _predictor(name: str, code_form: str = "as-is") -> Predictor:
+    return default_predictor(code_form=code_form) if name == "default" else load_artifact(name)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -43,7 +43,7 @@ def _report(args: argparse.Namespace) -> None:
             for code in set(doc)
         )
     report = evaluate(
-        _predictor(args.artifact),
+        _predictor(args.artifact, code_form),
         dataset["id"],
         dataset["text"],
         {"ICD-10-CM": dataset["diagnoses"], "ICD-10-PCS": dataset["procedures"]},
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from eval.predict import predict_folder
 
-            paths = predict_folder(_predictor(args.artifact), args.input, args.output, depth=args.depth,
+            paths = predict_folder(_predictor(args.artifact, args.code_form), args.input, args.output, depth=args.depth,
                                    code_form=args.code_form)
             for path in paths.values():
                 print(f"wrote {path}")

@@ -265,18 +265,24 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
     return Predictor(scorer, catalog, thresholds, model_version=str(config["model_version"]))
 
 
-# The embedded default reads US-style notes: their abbreviations are written out (HTN, DM2, AFib), and a
-# condition named without detail goes to its unspecified code before an "other specified" one, and an injury
-# to its initial encounter unless the note says otherwise. A trained recipe chooses for its own notes
-# (`abbreviations:`, `other_specified:`, `later_encounter:` under `matcher:`); on CodiEsp's
-# translated notes the abbreviations cost MAP (docs/quality.md).
-DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5}
+# The embedded default reads US-style notes and codes them by the US guidelines: abbreviations written out
+# (HTN, DM2, AFib); a condition named without detail to its unspecified code before an "other specified"
+# one; an injury to its initial encounter unless the note says otherwise; names without their nonessential
+# modifiers; cancer as "malignant neoplasm"; history and family history codes; long-term drug therapy and
+# weeks of gestation; hypertension with heart failure or CKD as their combination; and complete PCS codes.
+# A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
+# notes the abbreviations cost MAP (docs/quality.md).
+DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
+                            "nonessential": True, "lexicon": 2, "history": True, "status_codes": True,
+                            "combinations": True, "complete_pcs": True}
 
 
-def default_predictor(catalog: Catalog | None = None) -> Predictor:
-    """The embedded default: the zero-shot catalogue matcher, needing no training data."""
+def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is") -> Predictor:
+    """The embedded default: the zero-shot catalogue matcher, needing no training data. In CodiEsp's code
+    form it keeps ICD-10-PCS table rows (0DBN) where it would complete them, as CodiEsp's coders did."""
     catalog = catalog or get_catalog()
-    return Predictor(CatalogMatcher(catalog, **DEFAULT_MATCHER_SETTINGS), catalog, DEFAULT_THRESHOLDS,
+    settings = {**DEFAULT_MATCHER_SETTINGS, "complete_pcs": code_form != "codiesp"}
+    return Predictor(CatalogMatcher(catalog, **settings), catalog, DEFAULT_THRESHOLDS,
                      model_version=DEFAULT_MODEL_VERSION)
 
 

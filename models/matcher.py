@@ -18,8 +18,12 @@ import scipy.sparse as sp
 
 from models.abbreviations import AbbreviationExpander
 from models.catalog import Catalog
+from models.combinations import COMBINED, CONDITIONS, HYPERTENSION, hypertension_combination
 from models.errors import ArtifactError
+from models.history import assign, history_ranges
+from models.pcs_completion import complete
 from models.scorer import Scored, ScorerState, StateContext
+from models.status import GESTATION, drug_therapy, gestation
 from models.text import Segment, SentenceEvidence, split_sentences, tokenize
 
 # Words that carry no information for matching, and the words of "unspecified" style that a note
@@ -33,6 +37,7 @@ _OPTIONAL_TAIL_RE = re.compile(
     re.IGNORECASE,
 )
 _PARENS_RE = re.compile(r"\([^()]*\)")
+_UNCOMPLICATED_RE = re.compile(r",\s*uncomplicated\s*$", re.IGNORECASE)  # what a note that says no more means
 # ICD-10-CM 7th characters D (subsequent encounter) and S (sequela): coded only when the note says so.
 _LATER_ENCOUNTER_RE = re.compile(r",\s*(subsequent encounter|sequela)\b", re.IGNORECASE)
 _LATER_CUE_RE = re.compile(r"\b(subsequent|follow[- ]?up|sequela|late effect|healing|aftercare|residual)", re.IGNORECASE)
@@ -85,6 +90,16 @@ _EXPANSIONS = {
 }
 
 
+# Versions of the lexicon: an artifact keeps the one its ranker was trained on. Version 2 writes cancer
+# and smoker out as the catalogue does ("malignant neoplasm"; the index's "Smoker - see Dependence, drug,
+# nicotine"): one word of a two-word name covered too little of it.
+_LEXICONS = {
+    1: _EXPANSIONS,
+    2: {**_EXPANSIONS, **{w: ("malignant", "neoplasm") for w in ("cancer", "cancers", "carcinoma", "carcinomas")},
+        "smoker": ("nicotine", "dependence")},
+}
+
+
 def _stem(token: str) -> str:
     token = _SYNONYMS.get(token, token)
     if len(token) > 4 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
@@ -106,37 +121,58 @@ _FAMILY = frozenset(
 )
 NEGATION_SCOPE = 4  # content words a cue reaches
 _SCOPE = {"without": 1, "non": 1}
+_IN_HISTORY = np.float32(0.5)  # a condition of the past, or one a combination code replaces
 _CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
+# Personal-history cues of a note ("history of stroke", "prior MI", "former smoker", "PMH: ..."); they
+# reach the end of their clause, a heading ("past medical history:", "family history:") the end of its
+# sentence.
+_HISTORY = frozenset("history previous prior remote former".split())
+_HEADING = {"past": "hx_", "medical": "hx_", "family": "fam_"}
 
 
-def _terms(text: str) -> list[str]:
-    """Matching terms: stemmed, stop words dropped, negated / family words marked as such."""
+def _terms(text: str, history: bool = False, lexicon: int = 1) -> list[str]:
+    """Matching terms: stemmed, stop words dropped, negated / family words marked as such (and with
+    `history`, a note's words in a personal-history context marked "hx_")."""
+    expansions = _LEXICONS[lexicon]
     terms: list[str] = []
+    carry = ""  # the prefix a heading gives the rest of its sentence
     for clause in _CLAUSE_RE.split(text.lower()):
-        prefix, scope = "", 0
-        for token in tokenize(clause):
+        prefix, scope = carry, (1 << 30) if carry else 0
+        tokens = tokenize(clause)
+        for i, token in enumerate(tokens):
             if token in _ABSENCE:
                 prefix, scope = "not_", _SCOPE.get(token, NEGATION_SCOPE)
                 continue
             if token in _FAMILY and not scope:
                 prefix, scope = "fam_", NEGATION_SCOPE
                 continue
+            if history and token in _HISTORY and not scope and tokens[i + 1:i + 3] != ["of", "present"] \
+                    and tokens[i + 1:i + 2] != ["to"]:
+                # The word itself stays a plain term: "personal history of ..." names contain it.
+                terms.append(token)
+                prefix, scope = "hx_", 1 << 30
+                continue
             if token in _STOP:
                 continue
             if scope == 0:
                 prefix = ""
-            terms.extend(prefix + _stem(t) for t in _EXPANSIONS.get(token, (token,)))
+            terms.extend(prefix + _stem(t) for t in expansions.get(token, (token,)))
             scope = max(scope - 1, 0)
+        if history and tokens and tokens[-1] == "history":
+            carry = next((_HEADING[t] for t in tokens if t in _HEADING), carry)
     return terms
 
 
-def _name_variants(description: str, system: str, encounter_optional: bool = False) -> list[str]:
+def _name_variants(description: str, system: str, encounter_optional: bool = False,
+                   nonessential: bool = False) -> list[str]:
     """The description and its forms without the parts a note rarely states (with `encounter_optional`,
-    also ", initial encounter": the default encounter of an injury)."""
+    also ", initial encounter": the default encounter of an injury; with `nonessential`, ", uncomplicated")."""
     variants = [description]
     core = _PARENS_RE.sub(" ", description)
     if encounter_optional:
         core = _INITIAL_ENCOUNTER_RE.sub("", core)
+    if nonessential:
+        core = _UNCOMPLICATED_RE.sub("", core)
     core = _OPTIONAL_TAIL_RE.sub("", core)
     if system == "ICD-10-PCS":
         core = _APPROACH_RE.sub("", core)
@@ -189,7 +225,15 @@ class CatalogMatcher:
         abbreviations: bool = False,
         other_specified: float = 1.0,
         later_encounter: float = 1.0,
+        history: bool = False,
+        nonessential: bool = False,
+        lexicon: int = 1,
+        status_codes: bool = False,
+        complete_pcs: bool = False,
+        combinations: bool = False,
     ) -> None:
+        if lexicon not in _LEXICONS:
+            raise ValueError(f"unknown matcher lexicon {lexicon} (known: {sorted(_LEXICONS)})")
         self.min_coverage = min_coverage
         self.mass_scale = mass_scale
         self.sibling_decay = sibling_decay
@@ -210,8 +254,14 @@ class CatalogMatcher:
                 self.codes.append(code)
                 self.code_systems.append(system)
                 seen: set[tuple[str, ...]] = set()
-                for name in [*_name_variants(description, system, later_encounter < 1.0), *inclusion]:
-                    terms = tuple(dict.fromkeys(_terms(name)))
+                # Inclusion terms keep their nonessential modifiers in parentheses ("hypertension
+                # (arterial) (benign) (essential)"); with `nonessential`, also a name without them, and
+                # descriptions without ", uncomplicated".
+                if nonessential:
+                    inclusion = [v for t in inclusion for v in dict.fromkeys([t, _PARENS_RE.sub(" ", t)])]
+                variants = _name_variants(description, system, later_encounter < 1.0, nonessential)
+                for name in [*variants, *inclusion]:
+                    terms = tuple(dict.fromkeys(_terms(name, lexicon=lexicon)))
                     if terms and terms not in seen:
                         seen.add(terms)
                         names.append(list(terms))
@@ -242,24 +292,90 @@ class CatalogMatcher:
         # sentence without such words.
         self._name_later = np.asarray(later_codes, bool)[self._name_code] if later_encounter < 1.0 else None
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
+        self.nonessential = nonessential
+        self.lexicon = lexicon
+        # Guideline: a condition named in a personal history ("history of stroke") or of a relative
+        # ("father had colon cancer") is coded with its history code (Z86.73, Z80.0); models.history.
+        self.history = history
+        self._history_code: list[np.ndarray] = []  # (personal, family): each code's history code, or -1
+        if history:
+            cm = [i for i, s in enumerate(self.code_systems) if s == "ICD-10-CM"]
+            for ranges in history_ranges(catalog):
+                target = np.full(len(self.codes), -1, dtype=np.int64)
+                for i, code in zip(cm, assign([self.codes[i] for i in cm], ranges)):
+                    if code is not None:
+                        target[i] = self.code_to_idx[code]
+                self._history_code.append(target)
+        # Long-term drug therapy (Z79) and weeks of gestation (Z3A) from the drugs and gestational age a
+        # note names (models.status), not from names.
+        self.status_codes = status_codes
+        # Hypertension with heart failure or CKD is coded as their combination (models.combinations).
+        self.combinations = combinations
+        self._condition_idx = {p: np.asarray([i for i, c in enumerate(self.codes) if c.startswith(p)], dtype=np.int64)
+                               for p in (*CONDITIONS, COMBINED)} if combinations else {}
+        # A 4-character PCS table row is not billable: with `complete_pcs` its score goes to the complete
+        # code the note supports (models.pcs_completion) and the row itself is not returned.
+        self.complete_pcs = complete_pcs
+        self._rows = {i: catalog.pcs.codes_under(c) for i, (c, s) in enumerate(zip(self.codes, self.code_systems))
+                      if s == "ICD-10-PCS" and len(c) == 4} if complete_pcs else {}
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
         group_ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}
         self._code_group = np.asarray([group_ids[g] for g in groups], dtype=np.int64)
 
-    def _sentence_matrix(self, segments: list[Segment]) -> sp.csr_matrix:
-        rows, cols = [], []
+    def _sentence_matrices(self, segments: list[Segment]) -> list[sp.csr_matrix]:
+        """The note's terms per sentence; with `history`, also those of its personal-history and of its
+        relatives' contexts (the plain matrix holds the personal-history words as plain words)."""
+        views: list[tuple[list[int], list[int]]] = [([], []) for _ in range(3 if self.history else 1)]
         for i, seg in enumerate(segments):
             text = self.abbreviations.expand(seg.text) if self.abbreviations else seg.text
-            for t in set(_terms(text)):
+            for t in set(_terms(text, self.history, self.lexicon)):
+                view = 0
+                if self.history and t.startswith(("hx_", "fam_")):
+                    view = 1 if t.startswith("hx_") else 2
+                    j = self.vocab.get(t.split("_", 1)[1])
+                    if j is not None:
+                        views[view][0].append(i)
+                        views[view][1].append(j)
+                    if view == 1:  # a personal-history word is also a plain one
+                        t, view = t[3:], 0
+                    else:
+                        continue
                 j = self.vocab.get(t)
                 if j is not None:
-                    rows.append(i)
-                    cols.append(j)
-        return sp.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(segments), len(self.vocab))
-        )
+                    views[view][0].append(i)
+                    views[view][1].append(j)
+        shape = (len(segments), len(self.vocab))
+        return [sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=shape) for r, c in views]
+
+    def _name_matches(self, sentences: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sentence, name, score) of every name that a sentence covers enough."""
+        matched = (sentences @ self._name_weights).tocoo()  # (sentences, names)
+        coverage = matched.data / self._name_mass[matched.col]
+        keep = coverage >= self.min_coverage
+        mass = matched.data[keep]
+        name_idx = matched.col[keep]
+        name_scores = coverage[keep] ** 3 * (1.0 - np.exp(-mass / self.mass_scale)) * self._name_prior[name_idx]
+        return matched.row[keep], name_idx, name_scores
+
+    def _history_matches(self, personal: sp.csr_matrix, family: sp.csr_matrix, sent_idx: np.ndarray,
+                         code_idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The plain matches with the history codes of the conditions in history contexts added; a
+        condition of the patient's past weighs `_IN_HISTORY` in the sentence that says so."""
+        sents, codes, values = [sent_idx], [code_idx], [scores]
+        for view, target in zip((personal, family), self._history_code):
+            s, name, value = self._name_matches(view)
+            condition = self._name_code[name]
+            has = target[condition] >= 0
+            sents.append(s[has])
+            codes.append(target[condition][has])
+            values.append(value[has])
+            if view is personal:
+                n = len(self.codes)
+                past = np.isin(sent_idx * n + code_idx, s[has] * n + condition[has])
+                values[0] = np.where(past, scores * _IN_HISTORY, scores)
+        return np.concatenate(sents), np.concatenate(codes), np.concatenate(values).astype(np.float32)
 
     def match(self, text: str) -> MatchResult:
         """Score every code against one note."""
@@ -268,16 +384,14 @@ class CatalogMatcher:
         best_segment = np.full(len(self.codes), -1, dtype=np.int64)
         if not segments:
             return MatchResult(segments, best_segment, scores)
-        matched = (self._sentence_matrix(segments) @ self._name_weights).tocoo()  # (sentences, names)
-        coverage = matched.data / self._name_mass[matched.col]
-        keep = coverage >= self.min_coverage
-        sent_idx, name_idx, coverage = matched.row[keep], matched.col[keep], coverage[keep]
-        mass = matched.data[keep]
-        name_scores = coverage**3 * (1.0 - np.exp(-mass / self.mass_scale)) * self._name_prior[name_idx]
+        views = self._sentence_matrices(segments)
+        sent_idx, name_idx, name_scores = self._name_matches(views[0])
         if self._name_later is not None:
             plain = np.asarray([not _LATER_CUE_RE.search(s.text) for s in segments])
             name_scores *= np.where(self._name_later[name_idx] & plain[sent_idx], np.float32(self.later_encounter), 1.0)
         code_idx = self._name_code[name_idx]
+        if self.history:
+            sent_idx, code_idx, name_scores = self._history_matches(*views[1:], sent_idx, code_idx, name_scores)
         order = np.argsort(-name_scores, kind="stable")
         # The first occurrence of a code in descending score order is its best (sentence, name).
         codes_sorted = code_idx[order]
@@ -295,7 +409,43 @@ class CatalogMatcher:
         sibling_rank[by_group] = np.arange(len(sorted_groups)) - np.repeat(first_of_group, group_sizes)
         scores[code_idx[best]] = name_scores[best] * self.sibling_decay**sibling_rank
         best_segment[code_idx[best]] = sent_idx[best]
+        if self.status_codes:
+            self._add_status_codes(text, segments, scores, best_segment)
+        if self.combinations:
+            self._add_combination(scores, best_segment)
+        for i in [i for i in self._rows if scores[i] > 0]:
+            j = self.code_to_idx[complete(self.codes[i], self._rows[i], segments[best_segment[i]].text, text)]
+            if scores[i] > scores[j]:
+                scores[j], best_segment[j] = scores[i], best_segment[i]
+            scores[i], best_segment[i] = 0.0, -1
         return MatchResult(segments, best_segment, scores)
+
+    def _add_combination(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
+        """The hypertension combination code into `scores` (in place), with the hypertension's sentence."""
+        h = self.code_to_idx[HYPERTENSION]
+        found = hypertension_combination(lambda p: float(scores[self._condition_idx[p]].max()), float(scores[h]))
+        if found is None:
+            return
+        # I10 excludes hypertensive heart and kidney disease; the other combinations matched in part
+        # ("without heart failure" in a note with heart failure) give way too.
+        scores[self._condition_idx[COMBINED]] *= _IN_HISTORY
+        scores[h] *= _IN_HISTORY
+        j = self.code_to_idx[found[0]]
+        if found[1] > scores[j]:
+            scores[j], best_segment[j] = found[1], best_segment[h]
+
+    def _add_status_codes(self, text: str, segments: list[Segment], scores: np.ndarray,
+                          best_segment: np.ndarray) -> None:
+        """Z79 and Z3A codes into `scores` (in place), each with its sentence; several drugs of one sentence
+        are all taken, not siblings of one another."""
+        found = [(i, code, score) for i, seg in enumerate(segments) for code, score in drug_therapy(seg.text).items()]
+        weeks = gestation(text)
+        if weeks is not None:
+            found.append((next(i for i, seg in enumerate(segments) if seg.end > weeks[1]), weeks[0], GESTATION))
+        for i, code, score in found:
+            j = self.code_to_idx.get(code)
+            if j is not None and score > scores[j]:
+                scores[j], best_segment[j] = score, i
 
     # -- the scorer interface shared with the other coders -------------------------------
     def score(self, texts: list[str]) -> Scored:
@@ -315,7 +465,10 @@ class CatalogMatcher:
         """Its settings and code systems only: it is rebuilt from the catalogue."""
         settings = {"min_coverage": self.min_coverage, "mass_scale": self.mass_scale,
                     "sibling_decay": self.sibling_decay, "abbreviations": self.abbreviations is not None,
-                    "other_specified": self.other_specified, "later_encounter": self.later_encounter}
+                    "other_specified": self.other_specified, "later_encounter": self.later_encounter,
+                    "nonessential": self.nonessential, "lexicon": self.lexicon, "history": self.history,
+                    "status_codes": self.status_codes, "combinations": self.combinations,
+                    "complete_pcs": self.complete_pcs}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

@@ -34,6 +34,12 @@ class MatcherModelConfig(_Strict):
     other_specified: float = Field(1.0, gt=0, le=1, description="weight of 'other specified' ICD-10-CM codes' names")
     later_encounter: float = Field(1.0, gt=0, le=1,
                                    description="weight of subsequent-encounter and sequela codes without such words")
+    history: bool = Field(False, description="personal and family history codes for conditions in such contexts")
+    nonessential: bool = Field(False, description="names also without (nonessential modifiers) and ', uncomplicated'")
+    lexicon: Literal[1, 2] = Field(1, description="synonym lexicon version (2: cancer as 'malignant neoplasm')")
+    status_codes: bool = Field(False, description="long-term drug therapy (Z79) and weeks of gestation (Z3A)")
+    complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
+    combinations: bool = Field(False, description="hypertension with heart failure or CKD as I11 / I12 / I13")
 
 
 class TransformerModelConfig(_Strict):

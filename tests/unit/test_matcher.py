@@ -94,10 +94,10 @@ def test_negated_and_family_mentions_give_no_code(matcher: CatalogMatcher) -> No
 
 
 def test_procedures_named_as_notes_name_them(matcher: CatalogMatcher) -> None:
-    # Through the CMS PCS index: "Colonoscopy" is 0DJD8ZZ; an abdominal CT without contrast stated is
-    # the prefix BW20 (CT of abdomen), which ranks before its codes.
+    # Through the CMS PCS index: "Colonoscopy" is 0DJD8ZZ; an abdominal CT is the table row BW20 (CT of
+    # abdomen), completed without contrast as none is stated.
     assert _top_system(matcher, "A colonoscopy was performed.", "ICD-10-PCS", 1) == ["0DJD8ZZ"]
-    assert _top_system(matcher, "Abdominal CT showed a mass.", "ICD-10-PCS", 1) == ["BW20"]
+    assert _top_system(matcher, "Abdominal CT showed a mass.", "ICD-10-PCS", 1) == ["BW20ZZZ"]
     # ECG: measurement of cardiac (electrical activity), 4A02 or one of its codes first.
     assert _top_system(matcher, "The ECG showed sinus rhythm.", "ICD-10-PCS", 1)[0].startswith("4A02")
 
@@ -130,3 +130,40 @@ def test_injury_defaults_to_the_initial_encounter(matcher: CatalogMatcher) -> No
     # Guideline: the 7th character A unless the note says the encounter is a later one or a sequela.
     assert _top(matcher, "Dx: R ankle sprain.", 1) == ["S93.401A"]
     assert _top(matcher, "Sequela of a right ankle sprain.", 1) == ["S93.401S"]
+
+
+def test_personal_history_codes(matcher: CatalogMatcher) -> None:
+    # Guideline: a condition of the patient's past is coded with its history code, a chronic one as itself.
+    top = _top(matcher, "History of stroke, HTN.", 3)
+    assert top[:2] == ["Z86.73", "I10"] and top.index("Z86.73") < top.index("I63.9")
+    assert _top(matcher, "PMH: prior MI.", 1) == ["I25.2"]
+    assert _top(matcher, "History of present illness: acute ischemic stroke.", 1) == ["I63.9"]
+    no_history = _top_system(matcher, "No history of stroke.", "ICD-10-CM", 20)
+    assert "Z86.73" not in no_history and "I63.9" not in no_history
+
+
+def test_family_history_codes(matcher: CatalogMatcher) -> None:
+    assert _top(matcher, "Father had colon cancer.", 1) == ["Z80.0"]
+    family = _top_system(matcher, "FHx: DM2 in mother.", "ICD-10-CM", 20)
+    assert family[0] == "Z83.3" and not any(code.startswith("E11") for code in family)
+
+
+def test_conditions_named_as_notes_name_them(matcher: CatalogMatcher) -> None:
+    # I10's inclusion term without its nonessential modifiers; cancer as the catalogue writes it.
+    assert _top(matcher, "The patient has hypertension.", 1) == ["I10"]
+    assert _top(matcher, "Prostate cancer.", 1) == ["C61"]
+
+
+def test_hypertension_combinations(matcher: CatalogMatcher) -> None:
+    # Guideline I.C.9.a: hypertension with CKD or heart failure is their combination code, not I10.
+    top = _top(matcher, "66F w/ T2DM, HTN, CKD 3b (eGFR 38).", 4)
+    assert "I12.9" in top and "N18.32" in top and "I10" not in top
+    top = _top(matcher, "70M w/ HTN and chronic HFrEF (EF 30%).", 2)
+    assert sorted(top) == ["I11.0", "I50.22"]
+    assert "I13.2" in _top(matcher, "HTN, ESRD on HD, chronic diastolic heart failure.", 3)
+    assert _top(matcher, "Essential hypertension.", 1) == ["I10"]
+
+
+def test_status_codes(matcher: CatalogMatcher) -> None:
+    assert {"Z79.4", "Z79.84"} <= set(_top(matcher, "On insulin glargine 20 u qhs + metformin 500 mg bid.", 2))
+    assert "Z3A.10" in _top(matcher, "23F G1P0 at 10w2d by LMP w/ persistent N/V x5 d.", 3)

@@ -1,0 +1,89 @@
+"""Status codes a note states in passing: long-term drug therapy (Z79) and the weeks of gestation (Z3A).
+
+Neither has a name a note would use: "on apixaban" is Z79.01 (long-term use of anticoagulants), "G2P1 at
+28w3d" is Z3A.28. They come from a curated table of the commonest drugs of each Z79 class (generic and
+US brand names) and a pattern for the gestational age.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Z79 code -> drugs of its class, as notes write them.
+_DRUGS = {
+    "Z79.01": "warfarin coumadin apixaban eliquis rivaroxaban xarelto dabigatran pradaxa edoxaban savaysa "
+              "enoxaparin lovenox anticoagulant anticoagulants anticoagulation doac",
+    "Z79.02": "clopidogrel plavix prasugrel effient ticagrelor brilinta cilostazol dipyridamole antiplatelet",
+    "Z79.82": "aspirin asa",
+    "Z79.4": "insulin glargine lantus basaglar lispro humalog aspart novolog detemir levemir degludec tresiba nph",
+    "Z79.84": "metformin glucophage glipizide glyburide glimepiride sitagliptin januvia linagliptin tradjenta "
+              "saxagliptin pioglitazone empagliflozin jardiance dapagliflozin farxiga canagliflozin invokana "
+              "rybelsus",
+    "Z79.85": "semaglutide ozempic wegovy liraglutide victoza dulaglutide trulicity exenatide byetta "
+              "tirzepatide mounjaro",
+    "Z79.1": "naproxen ibuprofen meloxicam celecoxib diclofenac indomethacin nsaid nsaids",
+    "Z79.52": "prednisone prednisolone methylprednisolone dexamethasone hydrocortisone",
+    "Z79.51": "fluticasone budesonide beclomethasone mometasone advair symbicort",
+    "Z79.631": "methotrexate",
+    "Z79.624": "mycophenolate cellcept",
+    "Z79.621": "tacrolimus cyclosporine",
+    "Z79.622": "tofacitinib baricitinib upadacitinib",
+    "Z79.623": "sirolimus everolimus",
+    "Z79.620": "adalimumab humira infliximab remicade etanercept enbrel rituximab",
+    "Z79.810": "tamoxifen raloxifene",
+    "Z79.811": "anastrozole letrozole exemestane",
+    "Z79.83": "alendronate fosamax risedronate ibandronate",
+    "Z79.891": "oxycodone hydrocodone morphine hydromorphone tramadol",
+    "Z79.3": "ocp ocps contraceptive contraceptives",
+    "Z79.890": "estradiol",
+}
+_DRUG_CODE = {drug: code for code, drugs in _DRUGS.items() for drug in drugs.split()}
+_WORD_RE = re.compile(r"[a-z0-9]+")
+# Words that say a drug is taken over time, or only now; within a few words of the drug.
+_ONGOING = frozenset("on taking takes take continue continues continued meds medications home chronic "
+                     "chronically daily qd bid tid qhs weekly regimen maintained prescribed long term".split())
+_NEW = frozenset("start started starting initiated given load loading bolus gtt drip once".split())
+_NOT = frozenset("no not denies denied off never without hold held discontinued allergic allergy".split())
+_BEFORE, _AFTER = 4, 6
+ONGOING, MENTIONED, NEW = 0.8, 0.4, 0.2  # scores of a drug by its context
+
+# A gestational age: "28w3d", "34 weeks gestation" first; else "at 39 wk", "GA 37w".
+_PREGNANCY_RE = re.compile(r"\b(?:G\d+\s*P\d+|pregnan\w*|gestation\w*|prenatal|IUP|EGA|L&D|OB)\b", re.IGNORECASE)
+_WEEKS_RES = (
+    re.compile(r"\b(\d{1,2})\s*w\s*\d\s*d\b|\b(\d{1,2})\s*(?:wks?|weeks?)(?:\s*\d\s*d(?:ays?)?)?\s*"
+               r"(?:gestation|GA\b|EGA\b|pregnant|IUP\b)", re.IGNORECASE),
+    re.compile(r"\b(?:at|GA|EGA)\s*(\d{1,2})\s*(?:w|wks?|weeks?)\b", re.IGNORECASE),
+)
+GESTATION = 0.9
+
+
+def drug_therapy(sentence: str) -> dict[str, float]:
+    """Z79 codes of the drugs a sentence names, each with a score by its context (ongoing, new, neither)."""
+    words = _WORD_RE.findall(sentence.lower())
+    found: dict[str, float] = {}
+    for i, word in enumerate(words):
+        code = _DRUG_CODE.get(word)
+        if code is None:
+            continue
+        if code == "Z79.85" and {"oral", "po"} & set(words[i - 1:i + 3]):
+            code = "Z79.84"  # oral semaglutide
+        if _NOT & set(words[max(i - _BEFORE, 0):i]):
+            continue
+        around = set(words[max(i - _BEFORE, 0):i + _AFTER + 1])
+        score = NEW if around & _NEW else ONGOING if around & _ONGOING else MENTIONED
+        found[code] = max(found.get(code, 0.0), score)
+    return found
+
+
+def gestation(text: str) -> tuple[str, int] | None:
+    """The Z3A code of the weeks of gestation a note about a pregnancy gives, with where it says so; None
+    when it gives none ("2 weeks" of anything else is not a gestational age)."""
+    if not _PREGNANCY_RE.search(text):
+        return None
+    for pattern in _WEEKS_RES:
+        match = pattern.search(text)
+        if match:
+            weeks = int(next(g for g in match.groups() if g))
+            code = "Z3A.01" if weeks < 8 else "Z3A.49" if weeks > 42 else f"Z3A.{weeks:02d}"
+            return code, match.start()
+    return None

@@ -1,0 +1,43 @@
+"""Complete ICD-10-PCS codes from a table row and the note (models.pcs_completion)."""
+
+import pytest
+
+from models.artifact import default_predictor
+from models.catalog import Catalog
+from models.pcs_completion import complete, stated_approaches
+
+
+@pytest.mark.parametrize(
+    ("prefix", "sentence", "note", "expected"),
+    [
+        ("0DBN", "Colonoscopy with snare polypectomy of a sigmoid polyp.", "", "0DBN8ZZ"),
+        ("0DBN", "Sigmoid polyp biopsied at colonoscopy.", "", "0DBN8ZX"),
+        ("0DTJ", "Laparoscopic appendectomy.", "", "0DTJ4ZZ"),
+        ("0DTJ", "Appendix removed.", "Procedure: laparoscopic appendectomy. Appendix removed.", "0DTJ4ZZ"),
+        ("0DTJ", "Appendectomy.", "", "0DTJ0ZZ"),  # nothing stated: the table's first row
+        ("BW20", "Abdominal CT showed a mass.", "", "BW20ZZZ"),  # no contrast unless stated
+    ],
+)
+def test_complete(catalog: Catalog, prefix: str, sentence: str, note: str, expected: str) -> None:
+    code = complete(prefix, catalog.pcs.codes_under(prefix), sentence, note or sentence)
+    assert code == expected and catalog.pcs.is_billable(code)
+
+
+def test_stated_approaches() -> None:
+    assert stated_approaches("laparoscopic cholecystectomy") == ["4"]
+    assert stated_approaches("EGD, then open conversion") == ["8", "0"]
+    assert stated_approaches("Ultrasound-guided paracentesis") == ["3"]
+    assert stated_approaches("Chest pain.") == []
+
+
+def test_matcher_returns_complete_codes(matcher) -> None:
+    scores = matcher.match("Colonoscopy with snare polypectomy of a sigmoid colon polyp.").scores
+    returned = [matcher.codes[i] for i in scores.nonzero()[0] if matcher.code_systems[i] == "ICD-10-PCS"]
+    assert "0DBN8ZZ" in returned and all(len(code) == 7 for code in returned)
+
+
+def test_codiesp_form_keeps_table_rows(catalog: Catalog) -> None:
+    # CodiEsp's coders wrote the table row where a note did not tell its codes apart.
+    predictor = default_predictor(catalog, code_form="codiesp")
+    found = predictor.scorer.match("Abdominal CT showed a mass.")
+    assert found.scores[predictor.scorer.code_to_idx["BW20"]] > 0

@@ -1,0 +1,41 @@
+"""Status codes stated in passing: long-term drug therapy (Z79) and weeks of gestation (Z3A)."""
+
+import pytest
+
+from models.status import MENTIONED, NEW, ONGOING, drug_therapy, gestation
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("On insulin glargine 20 u qhs + metformin 500 mg bid.", {"Z79.4": ONGOING, "Z79.84": ONGOING}),
+        ("Meds: metformin 1000 mg bid, semaglutide SC weekly.", {"Z79.84": ONGOING, "Z79.85": ONGOING}),
+        ("Takes oral semaglutide.", {"Z79.84": ONGOING}),
+        ("Persistent AFib on apixaban.", {"Z79.01": ONGOING}),
+        ("Prednisone, nebs, azithromycin.", {"Z79.52": MENTIONED}),
+        ("Heparin gtt and apixaban started.", {"Z79.01": NEW}),
+        ("No aspirin, allergic to naproxen.", {}),
+        ("Continue carvedilol and spironolactone.", {}),  # no Z79 class of their own
+    ],
+)
+def test_drug_therapy(sentence: str, expected: dict[str, float]) -> None:
+    assert drug_therapy(sentence) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("23F G1P0 at 10w2d by LMP w/ persistent N/V.", "Z3A.10"),
+        ("G1P0 at 34w1d. Plan delivery at 37 wk.", "Z3A.34"),  # the stated age, not a plan
+        ("Prenatal visit, 30 weeks gestation.", "Z3A.30"),
+        ("IUP at 6 wks.", "Z3A.01"),
+        ("Pregnant, at 43 weeks.", "Z3A.49"),
+        ("Pregnant, follow-up in 2 days.", None),
+        ("Cough for 2 weeks.", None),  # not about a pregnancy
+    ],
+)
+def test_gestation(text: str, expected: str | None) -> None:
+    found = gestation(text)
+    assert (found[0] if found else None) == expected
+    if found:
+        assert text[found[1]].isdigit() or text[found[1]:found[1] + 2].lower() in {"at", "ga"}
