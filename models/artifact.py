@@ -269,19 +269,25 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # (HTN, DM2, AFib); a condition named without detail to its unspecified code before an "other specified"
 # one; an injury to its initial encounter unless the note says otherwise; names without their nonessential
 # modifiers; cancer as "malignant neoplasm"; history and family history codes; long-term drug therapy and
-# weeks of gestation; hypertension with heart failure or CKD as their combination; and complete PCS codes.
+# weeks of gestation; hypertension with heart failure or CKD as their combination; complete PCS codes, and
+# no inspection beside the procedure it served.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
                             "nonessential": True, "lexicon": 2, "history": True, "status_codes": True,
-                            "combinations": True, "complete_pcs": True}
+                            "combinations": True, "complete_pcs": True, "inspection_inherent": True}
+# CodiEsp's coders followed their own procedure conventions: the table row where a note did not tell its
+# codes apart, and inspections coded beside other procedures.
+_PCS_CONVENTIONS = ("complete_pcs", "inspection_inherent")
 
 
 def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is") -> Predictor:
     """The embedded default: the zero-shot catalogue matcher, needing no training data. In CodiEsp's code
-    form it keeps ICD-10-PCS table rows (0DBN) where it would complete them, as CodiEsp's coders did."""
+    form it codes procedures as CodiEsp's coders did (table rows such as 0DBN, inspections kept)."""
     catalog = catalog or get_catalog()
-    settings = {**DEFAULT_MATCHER_SETTINGS, "complete_pcs": code_form != "codiesp"}
+    settings = dict(DEFAULT_MATCHER_SETTINGS)
+    if code_form == "codiesp":
+        settings.update(dict.fromkeys(_PCS_CONVENTIONS, False))
     return Predictor(CatalogMatcher(catalog, **settings), catalog, DEFAULT_THRESHOLDS,
                      model_version=DEFAULT_MODEL_VERSION)
 

@@ -122,6 +122,7 @@ _FAMILY = frozenset(
 NEGATION_SCOPE = 4  # content words a cue reaches
 _SCOPE = {"without": 1, "non": 1}
 _IN_HISTORY = np.float32(0.5)  # a condition of the past, or one a combination code replaces
+_PROCEDURE_NAMED = 0.3  # a PCS score from which a procedure counts as named
 _CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
 # Personal-history cues of a note ("history of stroke", "prior MI", "former smoker", "PMH: ..."); they
 # reach the end of their clause, a heading ("past medical history:", "family history:") the end of its
@@ -231,6 +232,7 @@ class CatalogMatcher:
         status_codes: bool = False,
         complete_pcs: bool = False,
         combinations: bool = False,
+        inspection_inherent: bool = False,
     ) -> None:
         if lexicon not in _LEXICONS:
             raise ValueError(f"unknown matcher lexicon {lexicon} (known: {sorted(_LEXICONS)})")
@@ -318,6 +320,13 @@ class CatalogMatcher:
         self.complete_pcs = complete_pcs
         self._rows = {i: catalog.pcs.codes_under(c) for i, (c, s) in enumerate(zip(self.codes, self.code_systems))
                       if s == "ICD-10-PCS" and len(c) == 4} if complete_pcs else {}
+        # PCS guideline B3.4b: an inspection done to perform another procedure on the same body system is
+        # not coded separately ("colonoscopy with polypectomy" is the excision alone).
+        self.inspection_inherent = inspection_inherent
+        surgical = [i for i, (c, s) in enumerate(zip(self.codes, self.code_systems)) if s == "ICD-10-PCS" and c[0] == "0"]
+        self._surgical = {system: (np.asarray([i for i in surgical if self.codes[i][1] == system and self.codes[i][2] == "J"]),
+                                   np.asarray([i for i in surgical if self.codes[i][1] == system and self.codes[i][2] != "J"]))
+                          for system in {self.codes[i][1] for i in surgical}} if inspection_inherent else {}
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
@@ -418,7 +427,16 @@ class CatalogMatcher:
             if scores[i] > scores[j]:
                 scores[j], best_segment[j] = scores[i], best_segment[i]
             scores[i], best_segment[i] = 0.0, -1
+        if self.inspection_inherent:
+            self._inspection_inherent(scores)
         return MatchResult(segments, best_segment, scores)
+
+    def _inspection_inherent(self, scores: np.ndarray) -> None:
+        """Each inspection below half the best other procedure on its body system, where one is named."""
+        for inspections, others in self._surgical.values():
+            best = scores[others].max(initial=0.0)
+            if best >= _PROCEDURE_NAMED and scores[inspections].max(initial=0.0) > 0:
+                scores[inspections] = np.minimum(scores[inspections], _IN_HISTORY * best)
 
     def _add_combination(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """The hypertension combination code into `scores` (in place), with the hypertension's sentence."""
@@ -468,7 +486,7 @@ class CatalogMatcher:
                     "other_specified": self.other_specified, "later_encounter": self.later_encounter,
                     "nonessential": self.nonessential, "lexicon": self.lexicon, "history": self.history,
                     "status_codes": self.status_codes, "combinations": self.combinations,
-                    "complete_pcs": self.complete_pcs}
+                    "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

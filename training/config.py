@@ -40,6 +40,7 @@ class MatcherModelConfig(_Strict):
     status_codes: bool = Field(False, description="long-term drug therapy (Z79) and weeks of gestation (Z3A)")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: bool = Field(False, description="hypertension with heart failure or CKD as I11 / I12 / I13")
+    inspection_inherent: bool = Field(False, description="no PCS inspection beside another procedure on its body system")
 
 
 class TransformerModelConfig(_Strict):

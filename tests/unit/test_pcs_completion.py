@@ -32,8 +32,11 @@ def test_stated_approaches() -> None:
 
 def test_matcher_returns_complete_codes(matcher) -> None:
     scores = matcher.match("Colonoscopy with snare polypectomy of a sigmoid colon polyp.").scores
-    returned = [matcher.codes[i] for i in scores.nonzero()[0] if matcher.code_systems[i] == "ICD-10-PCS"]
-    assert "0DBN8ZZ" in returned and all(len(code) == 7 for code in returned)
+    returned = sorted((i for i in scores.nonzero()[0] if matcher.code_systems[i] == "ICD-10-PCS"), key=lambda i: -scores[i])
+    assert all(len(matcher.codes[i]) == 7 for i in returned)
+    # PCS guideline B3.4b: the inspection (0DJD8ZZ) is inherent in the excision, which comes first.
+    assert matcher.codes[returned[0]] == "0DBN8ZZ"
+    assert matcher.match("A colonoscopy was performed.").scores[matcher.code_to_idx["0DJD8ZZ"]] > 0.5
 
 
 def test_codiesp_form_keeps_table_rows(catalog: Catalog) -> None:
