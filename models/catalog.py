@@ -31,7 +31,11 @@ PCS_SYSTEM = "http://www.cms.gov/Medicare/Coding/ICD10"
 _CATALOG_LOCK = threading.RLock()
 
 # A code or a code range inside an excludes/code-first note: "(E08.-)", "(O10-O11, O13-O16)", "(P70.2)".
-_NOTE_CODE_RE = re.compile(r"\b([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z-]{1,4})?)(?:-([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?))?")
+# A code or a range of codes in a tabular note: "E10.-", "C15-C26", "C7A.022-C7A.025", "O24.4-" (a trailing
+# "-" or ".-" stands for the codes below; a "-" before a code starts the range's end).
+_NOTE_CODE_RE = re.compile(
+    r"\b([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-(?![A-Z]))?(?:-([A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?))?"
+)
 
 
 @dataclass(frozen=True)
@@ -167,13 +171,7 @@ class CmCatalog:
     # -- Excludes1 -----------------------------------------------------------------------
     @staticmethod
     def _note_ranges(notes: tuple[str, ...]) -> list[tuple[str, str]]:
-        ranges: list[tuple[str, str]] = []
-        for note in notes:
-            for paren in re.findall(r"\(([^()]*)\)", note):
-                for start, end in _NOTE_CODE_RE.findall(paren.upper()):
-                    start = start.rstrip("-").rstrip(".")
-                    ranges.append((start, end.rstrip("-").rstrip(".") if end else start))
-        return ranges
+        return [r for note in notes for paren in re.findall(r"\(([^()]*)\)", note) for r in note_code_ranges(paren)]
 
     def excludes1_ranges(self, code: str) -> list[tuple[str, str]]:
         """Code ranges (first, last; prefixes) named by the Excludes1 notes of a code and its ancestors."""
@@ -193,6 +191,12 @@ class CmCatalog:
             for b in known[i + 1 :]
             if self.are_excludes1(a, b)
         ]
+
+
+def note_code_ranges(text: str) -> list[tuple[str, str]]:
+    """The codes and code ranges a tabular note names, as (first, last) prefixes: "C15-C26, C50.-" gives
+    [("C15", "C26"), ("C50", "C50")]."""
+    return [(start, end or start) for start, end in _NOTE_CODE_RE.findall(text.upper())]
 
 
 def _in_ranges(code: str, ranges: list[tuple[str, str]]) -> bool:

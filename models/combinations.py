@@ -8,8 +8,6 @@ disease"; it writes "HTN, CKD 3b".
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 HYPERTENSION = "I10"
 _HEART_FAILURE = ("I50",)
 _CKD = ("N18.1", "N18.2", "N18.3", "N18.4", "N18.9")  # stages 1-4 and unspecified
@@ -19,24 +17,18 @@ _COMBINED = {
     (True, None): "I11.0", (False, "ckd"): "I12.9", (False, "late"): "I12.0",
     (True, "ckd"): "I13.0", (True, "late"): "I13.2",
 }
-
-
 PRESENT = 0.5  # a condition matched in part ("kidney disease" for N18.9 in a sentence on something else) is not named
 COMBINED = ("I11", "I12", "I13")
 CONDITIONS = (_HEART_FAILURE, _CKD, _CKD_LATE)  # the code prefixes that `hypertension_combination` asks about
 
 
-def hypertension_combination(best: Callable[[tuple[str, ...]], float], hypertension: float) -> tuple[str, float] | None:
-    """The combination code for a note whose hypertension scores `hypertension`, with its score (the lower
-    of the other conditions': hypertension's one-word name never scores high); None without heart failure
-    or CKD.
-
-    Args:
-        best: the best score of the note's codes that start with one of some prefixes (from CONDITIONS).
-    """
+def hypertension_combination(hypertension: float, conditions: tuple[float, float, float]) -> tuple[str, float] | None:
+    """The combination code for a note whose hypertension scores `hypertension` and whose best codes of
+    each of CONDITIONS score `conditions`, with its score (the lower of the other conditions':
+    hypertension's one-word name never scores high); None without heart failure or CKD."""
     if hypertension < PRESENT:
         return None
-    failure, ckd, late = (s if s >= PRESENT else 0.0 for s in (best(prefixes) for prefixes in CONDITIONS))
+    failure, ckd, late = (s if s >= PRESENT else 0.0 for s in conditions)
     stage = "late" if late > 0 and late >= ckd else "ckd" if ckd > 0 else None
     combined = _COMBINED.get((failure > 0, stage))
     if combined is None:

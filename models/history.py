@@ -15,11 +15,9 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from models.catalog import Catalog
+from models.catalog import Catalog, note_code_ranges
 
-_CODE = r"[A-Z]\d[\dA-Z](?:\.[\dA-Z]+)?"
 _CLASSIFIABLE_RE = re.compile(r"classifiable (?:to|elsewhere in) (.*)$", re.IGNORECASE)
-_RANGE_RE = re.compile(rf"^\s*({_CODE})(?:-({_CODE}))?(?:\.?-)?")
 
 # Personal history codes of conditions that end (an episode, a treated neoplasm), with the conditions
 # they stand for; the neoplasm history codes (Z85, Z86.00-) come from the tabular list.
@@ -73,14 +71,7 @@ class HistoryRange:
 def parse_ranges(code: str, note: str) -> list[HistoryRange]:
     """The ranges of one 'Conditions classifiable to C15-C26, C7A.01-' note ([] when it has none)."""
     found = _CLASSIFIABLE_RE.search(note)
-    if not found:
-        return []
-    ranges = []
-    for part in re.split(r"[,;]", found.group(1)):
-        m = _RANGE_RE.match(part)
-        if m:
-            ranges.append(HistoryRange(code, m.group(1), m.group(2) or m.group(1)))
-    return ranges
+    return [HistoryRange(code, low, high) for low, high in note_code_ranges(found.group(1))] if found else []
 
 
 def _listed(table: dict[str, tuple[str, ...]]) -> list[HistoryRange]:

@@ -21,7 +21,7 @@ from models.catalog import Catalog
 from models.combinations import COMBINED, CONDITIONS, HYPERTENSION, hypertension_combination
 from models.errors import ArtifactError
 from models.history import assign, history_ranges
-from models.pcs_completion import complete
+from models.pcs_completion import complete, stated_approaches
 from models.scorer import Scored, ScorerState, StateContext
 from models.status import GESTATION, drug_therapy, gestation
 from models.text import Segment, SentenceEvidence, split_sentences, tokenize
@@ -121,9 +121,10 @@ _FAMILY = frozenset(
 )
 NEGATION_SCOPE = 4  # content words a cue reaches
 _SCOPE = {"without": 1, "non": 1}
-_IN_HISTORY = np.float32(0.5)  # a condition of the past, or one a combination code replaces
+_GIVE_WAY = np.float32(0.5)  # a condition of the past, one a combination replaces, an inherent inspection
 _PROCEDURE_NAMED = 0.3  # a PCS score from which a procedure counts as named
 _CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
+_TO_CLAUSE_END = 1 << 30  # the scope of a cue that reaches the end of its clause
 # Personal-history cues of a note ("history of stroke", "prior MI", "former smoker", "PMH: ..."); they
 # reach the end of their clause, a heading ("past medical history:", "family history:") the end of its
 # sentence.
@@ -138,7 +139,7 @@ def _terms(text: str, history: bool = False, lexicon: int = 1) -> list[str]:
     terms: list[str] = []
     carry = ""  # the prefix a heading gives the rest of its sentence
     for clause in _CLAUSE_RE.split(text.lower()):
-        prefix, scope = carry, (1 << 30) if carry else 0
+        prefix, scope = carry, _TO_CLAUSE_END if carry else 0
         tokens = tokenize(clause)
         for i, token in enumerate(tokens):
             if token in _ABSENCE:
@@ -151,7 +152,7 @@ def _terms(text: str, history: bool = False, lexicon: int = 1) -> list[str]:
                     and tokens[i + 1:i + 2] != ["to"]:
                 # The word itself stays a plain term: "personal history of ..." names contain it.
                 terms.append(token)
-                prefix, scope = "hx_", 1 << 30
+                prefix, scope = "hx_", _TO_CLAUSE_END
                 continue
             if token in _STOP:
                 continue
@@ -323,10 +324,11 @@ class CatalogMatcher:
         # PCS guideline B3.4b: an inspection done to perform another procedure on the same body system is
         # not coded separately ("colonoscopy with polypectomy" is the excision alone).
         self.inspection_inherent = inspection_inherent
-        surgical = [i for i, (c, s) in enumerate(zip(self.codes, self.code_systems)) if s == "ICD-10-PCS" and c[0] == "0"]
-        self._surgical = {system: (np.asarray([i for i in surgical if self.codes[i][1] == system and self.codes[i][2] == "J"]),
-                                   np.asarray([i for i in surgical if self.codes[i][1] == system and self.codes[i][2] != "J"]))
-                          for system in {self.codes[i][1] for i in surgical}} if inspection_inherent else {}
+        surgical: dict[str, tuple[list[int], list[int]]] = {}  # body system -> (inspections, other procedures)
+        for i, (c, s) in enumerate(zip(self.codes, self.code_systems)):
+            if inspection_inherent and s == "ICD-10-PCS" and c[0] == "0":
+                surgical.setdefault(c[1], ([], []))[c[2] != "J"].append(i)
+        self._surgical = [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in surgical.values()]
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
@@ -340,21 +342,17 @@ class CatalogMatcher:
         for i, seg in enumerate(segments):
             text = self.abbreviations.expand(seg.text) if self.abbreviations else seg.text
             for t in set(_terms(text, self.history, self.lexicon)):
-                view = 0
-                if self.history and t.startswith(("hx_", "fam_")):
-                    view = 1 if t.startswith("hx_") else 2
-                    j = self.vocab.get(t.split("_", 1)[1])
+                if t.startswith("hx_"):  # a personal-history word is also a plain one
+                    placed = [(1, t[3:]), (0, t[3:])]
+                elif self.history and t.startswith("fam_"):
+                    placed = [(2, t[4:])]
+                else:
+                    placed = [(0, t)]
+                for view, word in placed:
+                    j = self.vocab.get(word)
                     if j is not None:
                         views[view][0].append(i)
                         views[view][1].append(j)
-                    if view == 1:  # a personal-history word is also a plain one
-                        t, view = t[3:], 0
-                    else:
-                        continue
-                j = self.vocab.get(t)
-                if j is not None:
-                    views[view][0].append(i)
-                    views[view][1].append(j)
         shape = (len(segments), len(self.vocab))
         return [sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=shape) for r, c in views]
 
@@ -371,7 +369,7 @@ class CatalogMatcher:
     def _history_matches(self, personal: sp.csr_matrix, family: sp.csr_matrix, sent_idx: np.ndarray,
                          code_idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The plain matches with the history codes of the conditions in history contexts added; a
-        condition of the patient's past weighs `_IN_HISTORY` in the sentence that says so."""
+        condition of the patient's past weighs `_GIVE_WAY` in the sentence that says so."""
         sents, codes, values = [sent_idx], [code_idx], [scores]
         for view, target in zip((personal, family), self._history_code):
             s, name, value = self._name_matches(view)
@@ -383,7 +381,7 @@ class CatalogMatcher:
             if view is personal:
                 n = len(self.codes)
                 past = np.isin(sent_idx * n + code_idx, s[has] * n + condition[has])
-                values[0] = np.where(past, scores * _IN_HISTORY, scores)
+                values[0] = np.where(past, scores * _GIVE_WAY, scores)
         return np.concatenate(sents), np.concatenate(codes), np.concatenate(values).astype(np.float32)
 
     def match(self, text: str) -> MatchResult:
@@ -422,8 +420,10 @@ class CatalogMatcher:
             self._add_status_codes(text, segments, scores, best_segment)
         if self.combinations:
             self._add_combination(scores, best_segment)
-        for i in [i for i in self._rows if scores[i] > 0]:
-            j = self.code_to_idx[complete(self.codes[i], self._rows[i], segments[best_segment[i]].text, text)]
+        rows = [i for i in self._rows if scores[i] > 0]
+        in_note = stated_approaches(text) if rows else []
+        for i in rows:
+            j = self.code_to_idx[complete(self.codes[i], self._rows[i], segments[best_segment[i]].text, in_note)]
             if scores[i] > scores[j]:
                 scores[j], best_segment[j] = scores[i], best_segment[i]
             scores[i], best_segment[i] = 0.0, -1
@@ -433,21 +433,22 @@ class CatalogMatcher:
 
     def _inspection_inherent(self, scores: np.ndarray) -> None:
         """Each inspection below half the best other procedure on its body system, where one is named."""
-        for inspections, others in self._surgical.values():
+        for inspections, others in self._surgical:
             best = scores[others].max(initial=0.0)
             if best >= _PROCEDURE_NAMED and scores[inspections].max(initial=0.0) > 0:
-                scores[inspections] = np.minimum(scores[inspections], _IN_HISTORY * best)
+                scores[inspections] = np.minimum(scores[inspections], _GIVE_WAY * best)
 
     def _add_combination(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """The hypertension combination code into `scores` (in place), with the hypertension's sentence."""
         h = self.code_to_idx[HYPERTENSION]
-        found = hypertension_combination(lambda p: float(scores[self._condition_idx[p]].max()), float(scores[h]))
+        found = hypertension_combination(float(scores[h]), tuple(float(scores[self._condition_idx[p]].max())
+                                                                 for p in CONDITIONS))
         if found is None:
             return
         # I10 excludes hypertensive heart and kidney disease; the other combinations matched in part
         # ("without heart failure" in a note with heart failure) give way too.
-        scores[self._condition_idx[COMBINED]] *= _IN_HISTORY
-        scores[h] *= _IN_HISTORY
+        scores[self._condition_idx[COMBINED]] *= _GIVE_WAY
+        scores[h] *= _GIVE_WAY
         j = self.code_to_idx[found[0]]
         if found[1] > scores[j]:
             scores[j], best_segment[j] = found[1], best_segment[h]

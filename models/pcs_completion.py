@@ -36,13 +36,14 @@ def stated_approaches(text: str) -> list[str]:
     return [char for char, pattern in _APPROACH_RES if pattern.search(text)]
 
 
-def complete(prefix: str, codes: list[str], sentence: str, note: str) -> str:
+def complete(prefix: str, codes: list[str], sentence: str, in_note: list[str]) -> str:
     """The code of `codes` (the valid 7-character codes under a 4-character `prefix`) that the note
-    supports best: the approach its sentence states, else the note; no device; the diagnostic qualifier
-    for a biopsy, else none. Ties go to the table's first row."""
+    supports best: the approach its sentence states, else the note (`in_note`: `stated_approaches` of
+    the whole note); no device; the diagnostic qualifier for a biopsy, else none. Ties go to the table's
+    first row."""
     approach = prefix[0] in _APPROACH_SECTIONS
     in_sentence = stated_approaches(sentence) if approach else []
-    in_note = stated_approaches(note) if approach else []
+    in_note = in_note if approach else []
     diagnostic = bool(_DIAGNOSTIC_RE.search(sentence))
 
     def fit(code: str) -> tuple[int, ...]:

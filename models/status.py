@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from models.text import tokenize
+
 # Z79 code -> drugs of its class, as notes write them.
 _DRUGS = {
     "Z79.01": "warfarin coumadin apixaban eliquis rivaroxaban xarelto dabigatran pradaxa edoxaban savaysa "
@@ -38,7 +40,6 @@ _DRUGS = {
     "Z79.890": "estradiol",
 }
 _DRUG_CODE = {drug: code for code, drugs in _DRUGS.items() for drug in drugs.split()}
-_WORD_RE = re.compile(r"[a-z0-9]+")
 # Words that say a drug is taken over time, or only now; within a few words of the drug.
 _ONGOING = frozenset("on taking takes take continue continues continued meds medications home chronic "
                      "chronically daily qd bid tid qhs weekly regimen maintained prescribed long term".split())
@@ -59,7 +60,7 @@ GESTATION = 0.9
 
 def drug_therapy(sentence: str) -> dict[str, float]:
     """Z79 codes of the drugs a sentence names, each with a score by its context (ongoing, new, neither)."""
-    words = _WORD_RE.findall(sentence.lower())
+    words = tokenize(sentence)
     found: dict[str, float] = {}
     for i, word in enumerate(words):
         code = _DRUG_CODE.get(word)

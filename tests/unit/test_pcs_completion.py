@@ -19,7 +19,7 @@ from models.pcs_completion import complete, stated_approaches
     ],
 )
 def test_complete(catalog: Catalog, prefix: str, sentence: str, note: str, expected: str) -> None:
-    code = complete(prefix, catalog.pcs.codes_under(prefix), sentence, note or sentence)
+    code = complete(prefix, catalog.pcs.codes_under(prefix), sentence, stated_approaches(note or sentence))
     assert code == expected and catalog.pcs.is_billable(code)
 
 
