@@ -341,18 +341,19 @@ class CatalogMatcher:
         views: list[tuple[list[int], list[int]]] = [([], []) for _ in range(3 if self.history else 1)]
         for i, seg in enumerate(segments):
             text = self.abbreviations.expand(seg.text) if self.abbreviations else seg.text
-            for t in set(_terms(text, self.history, self.lexicon)):
+            placed: set[tuple[int, str]] = set()  # a word counts once per view, however often it comes
+            for t in _terms(text, self.history, self.lexicon):
                 if t.startswith("hx_"):  # a personal-history word is also a plain one
-                    placed = [(1, t[3:]), (0, t[3:])]
+                    placed |= {(1, t[3:]), (0, t[3:])}
                 elif self.history and t.startswith("fam_"):
-                    placed = [(2, t[4:])]
+                    placed.add((2, t[4:]))
                 else:
-                    placed = [(0, t)]
-                for view, word in placed:
-                    j = self.vocab.get(word)
-                    if j is not None:
-                        views[view][0].append(i)
-                        views[view][1].append(j)
+                    placed.add((0, t))
+            for view, word in placed:
+                j = self.vocab.get(word)
+                if j is not None:
+                    views[view][0].append(i)
+                    views[view][1].append(j)
         shape = (len(segments), len(self.vocab))
         return [sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=shape) for r, c in views]
 

@@ -167,3 +167,11 @@ def test_hypertension_combinations(matcher: CatalogMatcher) -> None:
 def test_status_codes(matcher: CatalogMatcher) -> None:
     assert {"Z79.4", "Z79.84"} <= set(_top(matcher, "On insulin glargine 20 u qhs + metformin 500 mg bid.", 2))
     assert "Z3A.10" in _top(matcher, "23F G1P0 at 10w2d by LMP w/ persistent N/V x5 d.", 3)
+
+
+def test_a_word_said_twice_in_a_history_sentence_counts_once(matcher: CatalogMatcher) -> None:
+    # "history of" makes every word of the sentence a history word as well as a plain one: a sentence
+    # that also names the condition plainly must not count its words twice (scores above 1).
+    text = "History of prostate cancer; the prostate cancer was treated."
+    assert matcher.probs([text])[0].max() <= 1.0
+    assert _top(matcher, text, 1) == ["Z85.46"]
