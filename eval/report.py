@@ -114,7 +114,7 @@ def evaluate(
                 ranked, gold_lists, probs[:, columns], [scorer.codes[c] for c in columns], predictor, top_k,
                 convert, {c: n for (s, c), n in train_counts.items() if s == system},
             )
-    notes = _note_candidates(probs, scorer, gold, predictor.catalog, code_form)
+    notes = note_candidates(probs, scorer, gold, predictor.catalog, code_form)
     result["calibration"] = _calibration(notes)
     result["triage"] = {
         "at_thresholds": triage_stats(notes, predictor.thresholds, top_k),
@@ -165,7 +165,7 @@ def _by_frequency(ranked, gold_lists, probs, codes, predictor, top_k, convert, c
     return out
 
 
-def _note_candidates(probs: np.ndarray, scorer, gold, catalog: Catalog, code_form: str,
+def note_candidates(probs: np.ndarray, scorer, gold, catalog: Catalog, code_form: str,
                      depth: int = 50) -> list[NoteCandidates]:
     """Each note's best `depth` codes over all systems, as the decision rule sees them, with gold flags."""
     systems = scorer.code_systems

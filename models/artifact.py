@@ -281,20 +281,42 @@ DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "late
 _PCS_CONVENTIONS = ("complete_pcs", "inspection_inherent")
 
 
-def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is") -> Predictor:
+def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", calibrated: bool = True) -> Predictor:
     """The embedded default: the zero-shot catalogue matcher, needing no training data. In CodiEsp's code
-    form it codes procedures as CodiEsp's coders did (table rows such as 0DBN, inspections kept)."""
+    form it codes procedures as CodiEsp's coders did (table rows such as 0DBN, inspections kept).
+
+    Its confidences are calibrated probabilities (`DEFAULT_CALIBRATION`, fitted on coded notes by
+    `python -m training.default_calibration`); `calibrated=False` gives the raw match scores, to fit it.
+    """
     catalog = catalog or get_catalog()
     settings = dict(DEFAULT_MATCHER_SETTINGS)
     if code_form == "codiesp":
         settings.update(dict.fromkeys(_PCS_CONVENTIONS, False))
-    return Predictor(CatalogMatcher(catalog, **settings), catalog, DEFAULT_THRESHOLDS,
-                     model_version=DEFAULT_MODEL_VERSION)
+    thresholds = DEFAULT_THRESHOLDS
+    if calibrated:
+        shipped = default_calibration()
+        settings["calibration"] = shipped["calibration"]
+        thresholds = Thresholds.from_dict(shipped["thresholds"])
+    return Predictor(CatalogMatcher(catalog, **settings), catalog, thresholds, model_version=DEFAULT_MODEL_VERSION)
 
 
-# The matcher's scores are coverage-based, not calibrated: a full match of a specific name scores
-# about 0.85-1.0, so only those are accepted without review.
+# The raw match scores are coverage-based: a full match of a specific name scores about 0.85-1.0.
 DEFAULT_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
+# The default's calibration and the thresholds tuned on it, shipped with the package.
+DEFAULT_CALIBRATION = Path(__file__).with_name("default_calibration.json")
+
+
+def default_calibration() -> dict:
+    """The shipped calibration of the default: per code system the isotonic breakpoints (`calibration`),
+    the decision `thresholds` tuned on them, and what they were `fitted_on`.
+
+    Raises:
+        ArtifactError: the file is missing or unreadable.
+    """
+    data = _read_json(DEFAULT_CALIBRATION)
+    if not isinstance(data, dict) or not {"calibration", "thresholds"} <= set(data):
+        raise ArtifactError(f"{DEFAULT_CALIBRATION}: expected 'calibration' and 'thresholds'")
+    return data
 
 
 def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any = None) -> list[Path]:

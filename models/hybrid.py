@@ -16,14 +16,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.calibration import IsotonicCalibrator
+from models.calibration import IsotonicCalibrator, calibrate_keeping_order
 from models.codes import category_of
 from models.errors import ArtifactError
 from models.hierarchy import GroupCoder
 from models.scorer import SYSTEMS, DeferredScorer, EvidenceSource, Scored, ScorerState, StateContext
 from models.text import Segment
 
-TIE_BREAK = 1e-6
 OBJECTIVES = ("binary", "lambdarank")
 RANKER_FILE = "ranker.txt"
 
@@ -51,13 +50,6 @@ def code_converter(catalog, code_form: str):
     if code_form != "as-is":
         raise ArtifactError(f"unknown code form {code_form!r}; expected 'as-is' or 'codiesp'")
     return lambda code, system: code
-
-
-def calibrate_keeping_order(calibrator: IsotonicCalibrator, raw: np.ndarray) -> np.ndarray:
-    """Calibrated probabilities whose order is the raw scores' order: isotonic calibration is flat in
-    steps, and the raw score breaks the ties within a step (a lambdarank score is unbounded, so it is
-    squashed first)."""
-    return np.clip(calibrator(raw) + TIE_BREAK * (1.0 / (1.0 + np.exp(-raw))), 0.0, 1.0)
 
 
 def _key(system: str, code: str) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.abbreviations import AbbreviationExpander
+from models.calibration import IsotonicCalibrator, calibrate_keeping_order
 from models.catalog import Catalog
 from models.combinations import COMBINED, CONDITIONS, HYPERTENSION, hypertension_combination
 from models.errors import ArtifactError
@@ -212,6 +213,13 @@ class MatchResult(SentenceEvidence):
     scores: np.ndarray  # (n_codes,) in [0, 1]
 
 
+def calibrate_match_scores(calibrator: IsotonicCalibrator, raw: np.ndarray) -> np.ndarray:
+    """Match scores as probabilities, in the scores' order. A code no sentence names stays at 0 (it is no
+    candidate, whatever the calibration's floor); ties within a calibration step are broken by the raw
+    score, strongly enough to survive float32."""
+    return np.where(raw > 0, calibrate_keeping_order(calibrator, raw, squash=False, tie_break=1e-3), 0.0)
+
+
 class CatalogMatcher:
     """Scores every catalogue code against a note by lexical coverage of the code's names."""
 
@@ -234,9 +242,13 @@ class CatalogMatcher:
         complete_pcs: bool = False,
         combinations: bool = False,
         inspection_inherent: bool = False,
+        calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
             raise ValueError(f"unknown matcher lexicon {lexicon} (known: {sorted(_LEXICONS)})")
+        unknown = set(calibration or {}) - set(systems)
+        if unknown:
+            raise ArtifactError(f"matcher calibration for code systems it does not score: {sorted(unknown)}")
         self.min_coverage = min_coverage
         self.mass_scale = mass_scale
         self.sibling_decay = sibling_decay
@@ -334,6 +346,14 @@ class CatalogMatcher:
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
         group_ids = {g: i for i, g in enumerate(dict.fromkeys(groups))}
         self._code_group = np.asarray([group_ids[g] for g in groups], dtype=np.int64)
+        # Match scores measure how much of a name a sentence covers, not how often such a code is right:
+        # `calibration` (code system -> isotonic breakpoints fitted on coded notes) turns them into
+        # probabilities, keeping each system's order.
+        self.calibration = calibration
+        self._calibrators = [
+            (np.asarray(self.code_systems) == system, IsotonicCalibrator.from_dict(points, f"{system} calibration"))
+            for system, points in (calibration or {}).items()
+        ]
 
     def _sentence_matrices(self, segments: list[Segment]) -> list[sp.csr_matrix]:
         """The note's terms per sentence; with `history`, also those of its personal-history and of its
@@ -469,12 +489,15 @@ class CatalogMatcher:
 
     # -- the scorer interface shared with the other coders -------------------------------
     def score(self, texts: list[str]) -> Scored:
-        """Match scores in [0, 1] for each note, (docs, codes), not calibrated probabilities; each note's
+        """Match scores in [0, 1] for each note, (docs, codes), probabilities only with `calibration`; each note's
         match result is its evidence (the sentence that matched each code best)."""
         results = [self.match(t) for t in texts]
         if not results:
             return np.zeros((0, len(self.codes))), []
-        return np.stack([r.scores for r in results]), list(results)
+        scores = np.stack([r.scores for r in results])
+        for columns, calibrator in self._calibrators:
+            scores[:, columns] = calibrate_match_scores(calibrator, scores[:, columns])
+        return scores, list(results)
 
     def probs(self, texts: list[str]) -> np.ndarray:
         """The scores of `score` alone."""
@@ -488,7 +511,8 @@ class CatalogMatcher:
                     "other_specified": self.other_specified, "later_encounter": self.later_encounter,
                     "nonessential": self.nonessential, "lexicon": self.lexicon, "history": self.history,
                     "status_codes": self.status_codes, "combinations": self.combinations,
-                    "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent}
+                    "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent,
+                    "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

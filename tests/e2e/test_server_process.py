@@ -1,8 +1,10 @@
 """A real `python -m service` process: several uvicorn workers on one PostgreSQL database, EHRs and coders
 calling it at once, and nothing lost, duplicated or leaked into the logs.
 
-The server serves the embedded default model (the catalogue matcher), which each worker loads in the
-background; the keys come from the CLI, run against the same database while the workers load.
+The server serves the embedded default's catalogue matcher, which each worker loads in the background, with
+the thresholds of its raw scores (the default itself calibrates them and sends every note to review; this
+test needs notes that skip it too); the keys come from the CLI, run against the same database while the
+workers load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from eval.load import complete_lines, json_or_none
+from models.artifact import save_artifact
+from models.decision import Thresholds
+from models.matcher import CatalogMatcher
 from tests.e2e.server import Server, running_server
 from tests.service_fixtures import empty_postgres
 
@@ -27,8 +32,8 @@ WORKERS = 2
 KEYS = {"ehr-1": "ehr", "admin-1": "admin", "coder-1": "coder", "coder-2": "coder"}
 CLAIM_THREADS = ["coder-1", "coder-2"] * 5  # two threads of one coder may race each other too
 
-# (finding, top_k). With the default matcher and thresholds the first five and "Atrial fibrillation" are
-# confident; the others have a code in the review band, or none accepted, so they go to the queue.
+# (finding, top_k). With the default's matcher and RAW_THRESHOLDS the first five and "Atrial fibrillation"
+# are confident; the others have a code in the review band, or none accepted, so they go to the queue.
 FINDINGS = [
     ("Essential hypertension.", 1), ("Acute appendicitis.", 1),
     ("Type 2 diabetes mellitus without complications.", 1), ("Laparoscopic appendectomy.", 1),
@@ -46,12 +51,17 @@ NOTES = [
 ]
 
 
+# What a full match of a specific name scores: such codes are accepted without review.
+RAW_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, matcher: CatalogMatcher) -> Iterator[Server]:
     """The service with WORKERS workers on a fresh PostgreSQL database, ready, with the keys of KEYS."""
+    artifact = save_artifact(tmp_path / "matcher-raw", matcher, RAW_THRESHOLDS, model_version="matcher-raw")
     database_url, drop = empty_postgres()
     try:
-        with running_server(tmp_path, database_url, WORKERS, KEYS) as running:
+        with running_server(tmp_path, database_url, WORKERS, KEYS, {"CODER_ARTIFACT": str(artifact)}) as running:
             yield running
     finally:
         drop()

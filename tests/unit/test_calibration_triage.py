@@ -68,7 +68,7 @@ def test_tuning_reaches_the_target_or_reviews_everything() -> None:
 
 
 def test_hybrid_calibration_keeps_the_ranking() -> None:
-    from models.hybrid import calibrate_keeping_order
+    from models.calibration import calibrate_keeping_order
 
     calibrator = IsotonicCalibrator(np.array([0.0, 0.5, 1.0]), np.array([0.1, 0.1, 0.9]))
     raw = np.array([0.2, 0.3, 0.8])
@@ -76,3 +76,14 @@ def test_hybrid_calibration_keeps_the_ranking() -> None:
     assert calibrator(raw)[0] == calibrator(raw)[1]  # the plain calibration ties them
     assert list(np.argsort(-calibrated)) == list(np.argsort(-raw))  # 0.2 and 0.3 share a plateau
     assert abs(calibrated[0] - 0.1) < 1e-5
+
+
+def test_binned_calibration_does_not_trust_a_few_pairs_at_the_top() -> None:
+    # 2,000 codes right a third of the time, and three more above them that happen to be right.
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.uniform(0.0, 0.9, 2000), [0.97, 0.98, 0.99]]
+    labels = np.r_[rng.random(2000) < 1 / 3, [True, True, True]]
+    assert IsotonicCalibrator.fit(scores, labels)(np.array([0.99]))[0] == 1.0
+    binned = IsotonicCalibrator.fit(scores, labels, bins=20)
+    assert binned(np.array([0.99]))[0] < 0.6
+    assert binned.x.size <= 20 and abs(float(binned(scores).mean()) - labels.mean()) < 0.01
