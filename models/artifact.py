@@ -268,13 +268,13 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # The embedded default reads US-style notes and codes them by the US guidelines: abbreviations written out
 # (HTN, DM2, AFib); a condition named without detail to its unspecified code before an "other specified"
 # one; an injury to its initial encounter unless the note says otherwise; names without their nonessential
-# modifiers; cancer as "malignant neoplasm"; history and family history codes; long-term drug therapy and
-# weeks of gestation; hypertension with heart failure or CKD as their combination; complete PCS codes, and
-# no inspection beside the procedure it served.
+# modifiers; cancer as "malignant neoplasm", "hypoxic" as "hypoxia"; history and family history codes;
+# long-term drug therapy and weeks of gestation; hypertension with heart failure or CKD as their
+# combination; complete PCS codes, and no inspection beside the procedure it served.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
-                            "nonessential": True, "lexicon": 2, "history": True, "status_codes": True,
+                            "nonessential": True, "lexicon": 3, "history": True, "status_codes": True,
                             "combinations": True, "complete_pcs": True, "inspection_inherent": True}
 # CodiEsp's coders followed their own procedure conventions: the table row where a note did not tell its
 # codes apart, and inspections coded beside other procedures.

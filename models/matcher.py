@@ -94,10 +94,25 @@ _EXPANSIONS = {
 # Versions of the lexicon: an artifact keeps the one its ranker was trained on. Version 2 writes cancer
 # and smoker out as the catalogue does ("malignant neoplasm"; the index's "Smoker - see Dependence, drug,
 # nicotine"): one word of a two-word name covered too little of it.
+_LEXICON_2 = {**_EXPANSIONS, "smoker": ("nicotine", "dependence"),
+              **{w: ("malignant", "neoplasm") for w in ("cancer", "cancers", "carcinoma", "carcinomas")}}
+# Version 3 also reads a condition's adjective as its noun, in notes and names alike ("acute hypoxic
+# respiratory failure" is the catalogue's "acute respiratory failure with hypoxia").
+_ADJECTIVES = {
+    "hypoxic": "hypoxia", "hypoxemic": "hypoxia", "hypercapnic": "hypercapnia", "hypercarbic": "hypercapnia",
+    "anemic": "anemia", "ischemic": "ischemia", "septic": "sepsis", "obese": "obesity",
+    "hyperglycemic": "hyperglycemia", "hypoglycemic": "hypoglycemia", "dehydrated": "dehydration",
+    "fractured": "fracture", "infected": "infection", "inflamed": "inflammation", "nauseated": "nausea",
+    "nauseous": "nausea", "asthmatic": "asthma", "anginal": "angina", "arthritic": "arthritis",
+    "osteoporotic": "osteoporosis", "cirrhotic": "cirrhosis", "edematous": "edema", "syncopal": "syncope",
+    "hypotensive": "hypotension", "tachycardic": "tachycardia", "bradycardic": "bradycardia",
+    "hyponatremic": "hyponatremia", "hypokalemic": "hypokalemia", "hyperkalemic": "hyperkalemia",
+    "psychotic": "psychosis", "depressive": "depression", "epileptic": "epilepsy", "migrainous": "migraine",
+}
 _LEXICONS = {
     1: _EXPANSIONS,
-    2: {**_EXPANSIONS, **{w: ("malignant", "neoplasm") for w in ("cancer", "cancers", "carcinoma", "carcinomas")},
-        "smoker": ("nicotine", "dependence")},
+    2: _LEXICON_2,
+    3: {**_LEXICON_2, **{adjective: (noun,) for adjective, noun in _ADJECTIVES.items()}},
 }
 
 

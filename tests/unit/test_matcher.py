@@ -175,3 +175,9 @@ def test_a_word_said_twice_in_a_history_sentence_counts_once(matcher: CatalogMat
     text = "History of prostate cancer; the prostate cancer was treated."
     assert matcher.probs([text])[0].max() <= 1.0
     assert _top(matcher, text, 1) == ["Z85.46"]
+
+
+def test_a_condition_named_by_its_adjective(matcher: CatalogMatcher) -> None:
+    # Lexicon 3: "hypoxic" is the catalogue's "with hypoxia", "septic shock" keeps its code.
+    assert _top(matcher, "Acute hypoxic respiratory failure.", 1) == ["J96.01"]
+    assert "R65.21" in _top(matcher, "Severe sepsis with septic shock.", 2)
