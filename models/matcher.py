@@ -139,6 +139,8 @@ NEGATION_SCOPE = 4  # content words a cue reaches
 _SCOPE = {"without": 1, "non": 1}
 _GIVE_WAY = np.float32(0.5)  # a condition of the past, one a combination replaces, an inherent inspection
 _PROCEDURE_NAMED = 0.3  # a PCS score from which a procedure counts as named
+_DEFINITIVE = 0.6  # a diagnosis score from which a definitive diagnosis counts as named
+_DIAGNOSIS_STATEMENT_RE = re.compile(r"\b(?:dx|ddx|diagnos[ei]s|impression|assessment|a/p)\b", re.IGNORECASE)
 _CLAUSE_RE = re.compile(r"[,;:.()\[\]]|\bbut\b|\bhowever\b|\balthough\b")
 _TO_CLAUSE_END = 1 << 30  # the scope of a cue that reaches the end of its clause
 # Personal-history cues of a note ("history of stroke", "prior MI", "former smoker", "PMH: ..."); they
@@ -257,6 +259,7 @@ class CatalogMatcher:
         complete_pcs: bool = False,
         combinations: bool = False,
         inspection_inherent: bool = False,
+        integral_symptoms: float = 1.0,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
@@ -356,6 +359,14 @@ class CatalogMatcher:
             if inspection_inherent and s == "ICD-10-PCS" and c[0] == "0":
                 surgical.setdefault(c[1], ([], []))[c[2] != "J"].append(i)
         self._surgical = [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in surgical.values()]
+        # Guideline I.B.5: signs and symptoms routinely associated with a disease are not coded beside its
+        # definitive diagnosis; with `integral_symptoms` < 1 a symptom code (chapter R) weighs that much in a
+        # note that names a definitive diagnosis, unless a diagnosis statement ("Dx:", "Impression:") says it.
+        self.integral_symptoms = integral_symptoms
+        cm = np.asarray(self.code_systems) == "ICD-10-CM"
+        chapter = np.asarray([c[0] for c in self.codes])
+        self._symptom = cm & (chapter == "R")
+        self._definitive = cm & ~np.isin(chapter, ["R", "Z", "V", "W", "X", "Y"])
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
         groups = [c[:3] if s == "ICD-10-CM" else c[:4] for c, s in zip(self.codes, self.code_systems)]
@@ -465,6 +476,10 @@ class CatalogMatcher:
             scores[i], best_segment[i] = 0.0, -1
         if self.inspection_inherent:
             self._inspection_inherent(scores)
+        if self.integral_symptoms < 1.0 and scores[self._definitive].max(initial=0.0) >= _DEFINITIVE:
+            stated = np.asarray([bool(_DIAGNOSIS_STATEMENT_RE.search(seg.text)) for seg in segments] + [False])
+            integral = self._symptom & (scores > 0) & ~stated[best_segment]
+            scores[integral] *= np.float32(self.integral_symptoms)
         return MatchResult(segments, best_segment, scores)
 
     def _inspection_inherent(self, scores: np.ndarray) -> None:
@@ -527,7 +542,7 @@ class CatalogMatcher:
                     "nonessential": self.nonessential, "lexicon": self.lexicon, "history": self.history,
                     "status_codes": self.status_codes, "combinations": self.combinations,
                     "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent,
-                    "calibration": self.calibration}
+                    "integral_symptoms": self.integral_symptoms, "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

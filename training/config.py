@@ -42,6 +42,8 @@ class MatcherModelConfig(_Strict):
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: bool = Field(False, description="hypertension with heart failure or CKD as I11 / I12 / I13")
     inspection_inherent: bool = Field(False, description="no PCS inspection beside another procedure on its body system")
+    integral_symptoms: float = Field(1.0, gt=0, le=1,
+                                     description="weight of symptom codes (R) in a note with a definitive diagnosis")
 
 
 class TransformerModelConfig(_Strict):

@@ -181,3 +181,11 @@ def test_a_condition_named_by_its_adjective(matcher: CatalogMatcher) -> None:
     # Lexicon 3: "hypoxic" is the catalogue's "with hypoxia", "septic shock" keeps its code.
     assert _top(matcher, "Acute hypoxic respiratory failure.", 1) == ["J96.01"]
     assert "R65.21" in _top(matcher, "Severe sepsis with septic shock.", 2)
+
+
+def test_symptoms_integral_to_a_diagnosis(matcher: CatalogMatcher) -> None:
+    # Guideline I.B.5: cough and fever with pneumonia are the pneumonia's, not codes of their own; a
+    # symptom the note states as its diagnosis is still coded.
+    top = _top_system(matcher, "Cough and fever for 3 days. CXR: community acquired pneumonia.", "ICD-10-CM", 10)
+    assert top[0] == "J18.9" and {"R05.9", "R50.9"} <= set(top[1:])
+    assert _top(matcher, "HTN on lisinopril. Impression: chest pain, unspecified.", 1) == ["R07.9"]

@@ -42,5 +42,6 @@ def test_matcher_returns_complete_codes(matcher) -> None:
 def test_codiesp_form_keeps_table_rows(catalog: Catalog) -> None:
     # CodiEsp's coders wrote the table row where a note did not tell its codes apart.
     predictor = default_predictor(catalog, code_form="codiesp")
+    assert predictor.scorer.integral_symptoms == 1.0  # CodiEsp's coders coded symptoms beside diagnoses
     found = predictor.scorer.match("Abdominal CT showed a mass.")
     assert found.scores[predictor.scorer.code_to_idx["BW20"]] > 0
