@@ -97,8 +97,10 @@ _EXPANSIONS = {
 _LEXICON_2 = {**_EXPANSIONS, "smoker": ("nicotine", "dependence"),
               **{w: ("malignant", "neoplasm") for w in ("cancer", "cancers", "carcinoma", "carcinomas")}}
 # Version 3 also reads a condition's adjective as its noun, in notes and names alike ("acute hypoxic
-# respiratory failure" is the catalogue's "acute respiratory failure with hypoxia").
-_ADJECTIVES = {
+# respiratory failure" is the catalogue's "acute respiratory failure with hypoxia"), and an extremity as
+# the catalogue's limb ("RLE cellulitis", L03.115).
+_CATALOGUE_WORDS = {
+    "extremity": "limb", "extremities": "limb",
     "hypoxic": "hypoxia", "hypoxemic": "hypoxia", "hypercapnic": "hypercapnia", "hypercarbic": "hypercapnia",
     "anemic": "anemia", "ischemic": "ischemia", "septic": "sepsis", "obese": "obesity",
     "hyperglycemic": "hyperglycemia", "hypoglycemic": "hypoglycemia", "dehydrated": "dehydration",
@@ -112,7 +114,7 @@ _ADJECTIVES = {
 _LEXICONS = {
     1: _EXPANSIONS,
     2: _LEXICON_2,
-    3: {**_LEXICON_2, **{adjective: (noun,) for adjective, noun in _ADJECTIVES.items()}},
+    3: {**_LEXICON_2, **{word: (theirs,) for word, theirs in _CATALOGUE_WORDS.items()}},
 }
 
 

@@ -177,10 +177,12 @@ def test_a_word_said_twice_in_a_history_sentence_counts_once(matcher: CatalogMat
     assert _top(matcher, text, 1) == ["Z85.46"]
 
 
-def test_a_condition_named_by_its_adjective(matcher: CatalogMatcher) -> None:
+def test_words_notes_use_for_the_catalogue_s_words(matcher: CatalogMatcher) -> None:
     # Lexicon 3: "hypoxic" is the catalogue's "with hypoxia", "septic shock" keeps its code.
     assert _top(matcher, "Acute hypoxic respiratory failure.", 1) == ["J96.01"]
     assert "R65.21" in _top(matcher, "Severe sepsis with septic shock.", 2)
+    # An extremity is the catalogue's limb.
+    assert _top(matcher, "Cellulitis of the right lower extremity.", 1) == ["L03.115"]
 
 
 def test_symptoms_integral_to_a_diagnosis(matcher: CatalogMatcher) -> None:
