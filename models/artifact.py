@@ -268,16 +268,16 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # The embedded default reads US-style notes and codes them by the US guidelines: abbreviations written out
 # (HTN, DM2, AFib); a condition named without detail to its unspecified code before an "other specified"
 # one; an injury to its initial encounter unless the note says otherwise; names without their nonessential
-# modifiers; cancer as "malignant neoplasm", "hypoxic" as "hypoxia"; history and family history codes;
+# modifiers and closing "without ..." clauses; cancer as "malignant neoplasm", "hypoxic" as "hypoxia"; history and family history codes;
 # long-term drug therapy and weeks of gestation; hypertension with heart failure or CKD as their
 # combination; symptoms integral to a definitive diagnosis weigh half; complete PCS codes, and no
 # inspection beside the procedure it served.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
-                            "nonessential": True, "lexicon": 3, "history": True, "status_codes": True,
-                            "combinations": True, "integral_symptoms": 0.5, "complete_pcs": True,
-                            "inspection_inherent": True}
+                            "nonessential": True, "without_optional": True, "lexicon": 3, "history": True,
+                            "status_codes": True, "combinations": True, "integral_symptoms": 0.5,
+                            "complete_pcs": True, "inspection_inherent": True}
 # CodiEsp's coders followed conventions of their own: the procedure table row where a note did not tell
 # its codes apart, inspections coded beside other procedures, and symptoms beside the diagnoses they
 # belong to (418 of train's 500 notes; 29 % of its diagnosis codes are symptoms). Its code form leaves

@@ -39,6 +39,9 @@ _OPTIONAL_TAIL_RE = re.compile(
 )
 _PARENS_RE = re.compile(r"\([^()]*\)")
 _UNCOMPLICATED_RE = re.compile(r",\s*uncomplicated\s*$", re.IGNORECASE)  # what a note that says no more means
+# So does a closing "without ..." clause: "Diverticulitis of large intestine without perforation or abscess
+# without bleeding" is what a note that says "diverticulitis of the colon" means.
+_WITHOUT_TAIL_RE = re.compile(r"\s+without\b[^,]*$", re.IGNORECASE)
 # ICD-10-CM 7th characters D (subsequent encounter) and S (sequela): coded only when the note says so.
 _LATER_ENCOUNTER_RE = re.compile(r",\s*(subsequent encounter|sequela)\b", re.IGNORECASE)
 _LATER_CUE_RE = re.compile(r"\b(subsequent|follow[- ]?up|sequela|late effect|healing|aftercare|residual)", re.IGNORECASE)
@@ -186,7 +189,7 @@ def _terms(text: str, history: bool = False, lexicon: int = 1) -> list[str]:
 
 
 def _name_variants(description: str, system: str, encounter_optional: bool = False,
-                   nonessential: bool = False) -> list[str]:
+                   nonessential: bool = False, without_optional: bool = False) -> list[str]:
     """The description and its forms without the parts a note rarely states (with `encounter_optional`,
     also ", initial encounter": the default encounter of an injury; with `nonessential`, ", uncomplicated")."""
     variants = [description]
@@ -195,6 +198,8 @@ def _name_variants(description: str, system: str, encounter_optional: bool = Fal
         core = _INITIAL_ENCOUNTER_RE.sub("", core)
     if nonessential:
         core = _UNCOMPLICATED_RE.sub("", core)
+    if without_optional and system == "ICD-10-CM":
+        core = _WITHOUT_TAIL_RE.sub("", core)
     core = _OPTIONAL_TAIL_RE.sub("", core)
     if system == "ICD-10-PCS":
         core = _APPROACH_RE.sub("", core)
@@ -262,6 +267,7 @@ class CatalogMatcher:
         combinations: bool = False,
         inspection_inherent: bool = False,
         integral_symptoms: float = 1.0,
+        without_optional: bool = False,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
@@ -294,7 +300,7 @@ class CatalogMatcher:
                 # descriptions without ", uncomplicated".
                 if nonessential:
                     inclusion = [v for t in inclusion for v in dict.fromkeys([t, _PARENS_RE.sub(" ", t)])]
-                variants = _name_variants(description, system, later_encounter < 1.0, nonessential)
+                variants = _name_variants(description, system, later_encounter < 1.0, nonessential, without_optional)
                 for name in [*variants, *inclusion]:
                     terms = tuple(dict.fromkeys(_terms(name, lexicon=lexicon)))
                     if terms and terms not in seen:
@@ -328,6 +334,7 @@ class CatalogMatcher:
         self._name_later = np.asarray(later_codes, bool)[self._name_code] if later_encounter < 1.0 else None
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         self.nonessential = nonessential
+        self.without_optional = without_optional
         self.lexicon = lexicon
         # Guideline: a condition named in a personal history ("history of stroke") or of a relative
         # ("father had colon cancer") is coded with its history code (Z86.73, Z80.0); models.history.
@@ -544,7 +551,8 @@ class CatalogMatcher:
                     "nonessential": self.nonessential, "lexicon": self.lexicon, "history": self.history,
                     "status_codes": self.status_codes, "combinations": self.combinations,
                     "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent,
-                    "integral_symptoms": self.integral_symptoms, "calibration": self.calibration}
+                    "integral_symptoms": self.integral_symptoms, "without_optional": self.without_optional,
+                    "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

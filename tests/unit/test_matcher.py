@@ -191,3 +191,9 @@ def test_symptoms_integral_to_a_diagnosis(matcher: CatalogMatcher) -> None:
     top = _top_system(matcher, "Cough and fever for 3 days. CXR: community acquired pneumonia.", "ICD-10-CM", 10)
     assert top[0] == "J18.9" and {"R05.9", "R50.9"} <= set(top[1:])
     assert _top(matcher, "HTN on lisinopril. Impression: chest pain, unspecified.", 1) == ["R07.9"]
+
+
+def test_a_closing_without_clause_is_what_a_note_that_says_no_more_means(matcher: CatalogMatcher) -> None:
+    # K57.32 is "diverticulitis of large intestine without perforation or abscess without bleeding".
+    assert _top(matcher, "Diverticulitis of the large intestine.", 1) == ["K57.32"]
+    assert _top(matcher, "Diverticulitis of the large intestine with perforation and abscess.", 1) == ["K57.20"]
