@@ -101,7 +101,8 @@ _LEXICON_2 = {**_EXPANSIONS, "smoker": ("nicotine", "dependence"),
               **{w: ("malignant", "neoplasm") for w in ("cancer", "cancers", "carcinoma", "carcinomas")}}
 # Version 3 also reads a condition's adjective as its noun, in notes and names alike ("acute hypoxic
 # respiratory failure" is the catalogue's "acute respiratory failure with hypoxia"), and an extremity as
-# the catalogue's limb ("RLE cellulitis", L03.115).
+# the catalogue's limb ("RLE cellulitis", L03.115) and a part of the colon as the large intestine it is
+# ("sigmoid diverticulitis", K57.32).
 _CATALOGUE_WORDS = {
     "extremity": "limb", "extremities": "limb",
     "hypoxic": "hypoxia", "hypoxemic": "hypoxia", "hypercapnic": "hypercapnia", "hypercarbic": "hypercapnia",
@@ -117,7 +118,8 @@ _CATALOGUE_WORDS = {
 _LEXICONS = {
     1: _EXPANSIONS,
     2: _LEXICON_2,
-    3: {**_LEXICON_2, **{word: (theirs,) for word, theirs in _CATALOGUE_WORDS.items()}},
+    3: {**_LEXICON_2, **{word: (theirs,) for word, theirs in _CATALOGUE_WORDS.items()},
+        **{part: (part, "large", "intestine") for part in ("colon", "sigmoid", "cecum", "rectosigmoid")}},
 }
 
 

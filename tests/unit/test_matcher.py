@@ -183,6 +183,8 @@ def test_words_notes_use_for_the_catalogue_s_words(matcher: CatalogMatcher) -> N
     assert "R65.21" in _top(matcher, "Severe sepsis with septic shock.", 2)
     # An extremity is the catalogue's limb.
     assert _top(matcher, "Cellulitis of the right lower extremity.", 1) == ["L03.115"]
+    # A part of the colon is the large intestine the catalogue names.
+    assert _top(matcher, "Sigmoid diverticulitis.", 1) == ["K57.32"]
 
 
 def test_symptoms_integral_to_a_diagnosis(matcher: CatalogMatcher) -> None:
