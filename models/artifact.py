@@ -268,10 +268,10 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # The embedded default reads US-style notes and codes them by the US guidelines: abbreviations written out
 # (HTN, DM2, AFib); a condition named without detail to its unspecified code before an "other specified"
 # one; an injury to its initial encounter unless the note says otherwise; names without their nonessential
-# modifiers and closing "without ..." clauses; cancer as "malignant neoplasm", "hypoxic" as "hypoxia"; history and family history codes;
-# long-term drug therapy and weeks of gestation; hypertension with heart failure or CKD as their
-# combination; symptoms integral to a definitive diagnosis weigh half; complete PCS codes, and no
-# inspection beside the procedure it served.
+# modifiers and closing "without ..." clauses; cancer as "malignant neoplasm", "hypoxic" as "hypoxia";
+# history and family history codes; long-term drug therapy and weeks of gestation; hypertension with heart
+# failure or CKD as their combination; symptoms integral to a definitive diagnosis weigh half; complete
+# PCS codes, and no inspection beside the procedure it served.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
@@ -312,7 +312,7 @@ DEFAULT_CALIBRATION = Path(__file__).with_name("default_calibration.json")
 
 def default_calibration() -> dict:
     """The shipped calibration of the default: per code system the isotonic breakpoints (`calibration`),
-    the decision `thresholds` tuned on them, and what they were `fitted_on`.
+    the decision `thresholds` tuned on them, and what they were fitted on (`fit`).
 
     Raises:
         ArtifactError: the file is missing or unreadable.

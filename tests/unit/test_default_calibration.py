@@ -28,7 +28,7 @@ def test_calibrated_match_scores_keep_order_and_leave_unmatched_codes_out() -> N
     assert calibrated[0, 2:].max() == pytest.approx(0.3, abs=2e-3) and calibrated[0, 1] == pytest.approx(0.05, abs=1e-3)
 
 
-def test_fitting_writes_what_the_default_ships(tmp_path: Path) -> None:
+def test_fitting_writes_a_calibration_in_the_shipped_form(tmp_path: Path) -> None:
     out = tmp_path / "calibration.json"
     assert main(["--data", str(MINI), "--split", "train", "--output", str(out)]) == 0
     fitted = json.loads(out.read_text(encoding="utf-8"))  # strict JSON: no NaN where no note was auto-coded
