@@ -37,7 +37,8 @@ _CURATED: list[tuple[str, str]] = [
     (r"hfpef", "heart failure with preserved ejection fraction diastolic heart failure"),
     (r"a\s*-?\s*fib|(?-i:AF)", "atrial fibrillation"),
     (r"a\s*-?\s*flutter", "atrial flutter"),
-    (r"cad", "coronary artery disease atherosclerotic heart disease"),
+    # Written out, too: the catalogue names coronary artery disease as atherosclerotic heart disease (I25.1-).
+    (r"coronary\s+artery\s+disease|cad", "coronary artery disease atherosclerotic heart disease"),
     (r"nstemi", "non st elevation myocardial infarction"),
     (r"stemi", "st elevation myocardial infarction"),
     (r"(?-i:MI)", "myocardial infarction"),

@@ -55,6 +55,8 @@ def _top(matcher: CatalogMatcher, text: str, k: int) -> list[str]:
     ("CKD 3b, followed by nephrology.", "N18.32"),
     ("Paroxysmal AFib, rate controlled.", "I48.0"),
     ("GERD, on omeprazole.", "K21.9"),
+    ("Known CAD, stable.", "I25.10"),
+    ("Coronary artery disease, stable.", "I25.10"),  # written out as the catalogue writes it
 ])
 def test_abbreviated_diagnoses_reach_their_code(matcher: CatalogMatcher, note: str, code: str) -> None:
     assert code in _top(matcher, note, 10)
