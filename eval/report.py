@@ -30,10 +30,10 @@ def codiesp_form(code: str, system: str, catalog: Catalog) -> str:
     return catalog.codiesp_form(code, system)
 
 
-def score_dataset(predictor: Predictor, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
-    """Scores of every note over the predictor's codes, (docs, codes), with a progress bar."""
+def score_dataset(predictor: Predictor, texts: Sequence[str], batch_size: int = 16, progress: bool = True) -> np.ndarray:
+    """Scores of every note over the predictor's codes, (docs, codes), with a progress bar unless not `progress`."""
     chunks = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="scoring", unit="batch"):
+    for start in tqdm(range(0, len(texts), batch_size), desc="scoring", unit="batch", disable=not progress):
         chunks.append(predictor.scorer.probs(list(texts[start : start + batch_size])).astype(np.float32))
     return np.concatenate(chunks) if chunks else np.zeros((0, len(predictor.scorer.codes)), np.float32)
 
@@ -66,6 +66,7 @@ def evaluate(
     top_k: int = 10,
     train_counts: dict[tuple[str, str], int] | None = None,
     components: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a predictor on notes with gold codes.
 
@@ -78,13 +79,14 @@ def evaluate(
         train_counts: (system, code) -> notes of the training data with that code, for results split by
             code frequency (seen >= 5 times / 1-4 / never).
         components: also evaluate each component of a hybrid on its own (MAP).
+        progress: show progress bars while scoring.
     Returns:
         A JSON-ready dict: per system MAP (CodiEsp definition), P/R/F1 of the accepted codes (micro and
         macro), P@k, R@k, AUC, the review rate, results by code frequency; calibration (ECE and the
         reliability bins), the triage at the model's thresholds and its curve, and per-component MAP.
     """
     started = time.perf_counter()
-    probs = score_dataset(predictor, texts)
+    probs = score_dataset(predictor, texts, progress=progress)
     seconds = time.perf_counter() - started
     scorer = predictor.scorer
     systems_arr = np.asarray(scorer.code_systems)
@@ -124,7 +126,8 @@ def evaluate(
         result["components"] = {}
         for name, part in scorer.proposers().items():
             sub = Predictor(part, predictor.catalog, predictor.thresholds, model_version=name)
-            sub_report = evaluate(sub, ids, texts, gold, code_form=code_form, top_k=top_k, components=False)
+            sub_report = evaluate(sub, ids, texts, gold, code_form=code_form, top_k=top_k, components=False,
+                                  progress=progress)
             result["components"][name] = {
                 s: {"map": m["map"], "map_documents_with_gold_only": m["map_documents_with_gold_only"]}
                 for s, m in sub_report["systems"].items()

@@ -22,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-split", help="split to evaluate on after training ('none' to skip)")
     parser.add_argument("--language", choices=["en", "es"], help="CodiEsp text language")
     parser.add_argument("--checkpoints", help="folder for resumable transformer checkpoints (resumes if present)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
         overrides = {

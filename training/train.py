@@ -129,6 +129,7 @@ def train(
             {"ICD-10-CM": eval_set["diagnoses"], "ICD-10-PCS": eval_set["procedures"]},
             code_form="codiesp" if _is_codiesp(data_cfg.source) else "as-is",
             top_k=config.decision.top_k,
+            progress=progress,
         )
         metrics["split"] = data_cfg.eval_split
     path = save_artifact(

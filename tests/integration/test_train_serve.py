@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,18 @@ def test_training_cli_and_eval_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "doc-1\tbt41zzz" in procedures
     assert train_main(["--config", str(tmp_path / "missing.yaml"), "--output", str(tmp_path / "x")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_quiet_training_says_only_where_the_artifact_went(tmp_path: Path) -> None:
+    # A process of its own: the test runner's logging set-up must not hide what the CLI would print.
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE % MINI, encoding="utf-8")
+    output = tmp_path / "art"
+    done = subprocess.run([sys.executable, "-m", "training", "--config", str(recipe), "--output", str(output),
+                           "--quiet"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""  # no log lines, no progress bars (the recipe evaluates on dev, scoring it)
+    assert done.stdout.strip() == f"artifact written to {output}"
 
 
 def test_matcher_artifact_round_trip(matcher, tmp_path: Path) -> None:
