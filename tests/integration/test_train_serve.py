@@ -152,7 +152,7 @@ def test_quiet_training_says_only_where_the_artifact_went(tmp_path: Path) -> Non
     recipe.write_text(RECIPE % MINI, encoding="utf-8")
     output = tmp_path / "art"
     done = subprocess.run([sys.executable, "-m", "training", "--config", str(recipe), "--output", str(output),
-                           "--quiet"], capture_output=True, text=True, timeout=600)
+                           "--quiet"], capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr == ""  # no log lines, no progress bars (the recipe evaluates on dev, scoring it)
     assert done.stdout.strip() == f"artifact written to {output}"
