@@ -78,7 +78,7 @@ def test_two_process_training_with_torchrun(tiny_encoder_dir, tmp_path: Path) ->
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-         "-m", "training", "--config", str(recipe), "--output", str(tmp_path / "ddp"), "--quiet"],
+         "-m", "training", "--config", str(recipe), "--output", str(tmp_path / "ddp")],
         check=False, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
