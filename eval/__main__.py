@@ -23,16 +23,16 @@ def _report(args: argparse.Namespace) -> None:
 
     # The CLI is a composition root: it reads data with the project's loaders (see pyproject's
     # import contract, which allows this one import).
-    from training.data import load_data
+    from training.data import is_codiesp, load_data
 
     source = Path(args.data)
-    is_codiesp = source.is_dir() and not (source / "note").is_dir()
-    split = args.split or ("dev" if is_codiesp else "train")
+    codiesp = is_codiesp(source)
+    split = args.split or ("dev" if codiesp else "train")
     dataset = load_data(source, splits=split, language=args.language)[split]
-    code_form = args.code_form if args.code_form != "auto" else ("codiesp" if is_codiesp else "as-is")
+    code_form = args.code_form if args.code_form != "auto" else ("codiesp" if codiesp else "as-is")
     train_split = None if args.train_split == "none" else args.train_split
     if train_split == "auto":
-        train_split = "train" if is_codiesp and split != "train" else None
+        train_split = "train" if codiesp and split != "train" else None
     train_counts = None
     if train_split:
         train = load_data(source, splits=train_split, language=args.language)[train_split]

@@ -638,6 +638,13 @@ def _code_field(value: Any, name: str, where: str) -> list[Any]:
 # -- dispatch ------------------------------------------------------------------------------------
 
 
+def is_codiesp(source: str | Path) -> bool:
+    """Whether `source` is a CodiEsp folder (a folder that is not MIMIC-IV's): its gold codes are in
+    CodiEsp's own form, which evaluation and calibration must use too."""
+    path = Path(source)
+    return path.is_dir() and not (path / "note").is_dir()
+
+
 def load_data(
     source: str | Path,
     splits: str | Sequence[str] | None = None,

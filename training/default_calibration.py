@@ -26,7 +26,7 @@ from models.calibration import IsotonicCalibrator
 from models.errors import CoderError
 from models.matcher import calibrate_match_scores
 from models.predictor import SYSTEMS
-from training.data import load_data
+from training.data import is_codiesp, load_data
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def fit_default_calibration(texts: list[str], gold: dict[str, list[list[str]]], 
     for system in SYSTEMS:
         columns = systems == system
         # Each system's own best candidates: a note's diagnoses would otherwise crowd out its procedures.
-        notes = note_candidates(np.where(columns, raw, 0.0), predictor.scorer, gold, predictor.catalog, code_form)
+        notes = note_candidates(np.where(columns, raw, np.float32(0)), predictor.scorer, gold, predictor.catalog,
+                                code_form)
         scores = np.concatenate([n.probs for n in notes])
         labels = np.concatenate([n.is_gold for n in notes]).astype(np.int8)
         calibrator = IsotonicCalibrator.fit(scores, labels, bins=CALIBRATION_BINS)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # CodiEsp's gold codes are in its own form (table rows for procedures): the default is fitted in it.
-    code_form = "codiesp" if source.is_dir() and not (source / "note").is_dir() else "as-is"
+    code_form = "codiesp" if is_codiesp(source) else "as-is"
     gold = {system: list(dataset[column]) for system, column in GOLD_COLUMNS.items()}
     result = fit_default_calibration(list(dataset["text"]), gold, code_form, args.target_precision)
     result["fit"] |= {"data": source.name, "split": args.split, "code_form": code_form}

@@ -26,7 +26,7 @@ from models.predictor import Predictor
 from models.retriever import CatalogRetriever, RetrieverSettings
 from models.transformer import TransformerSettings
 from training.config import HybridModelConfig, LinearModelConfig, TrainConfig, TransformerModelConfig
-from training.data import LoadReport, load_data
+from training.data import LoadReport, is_codiesp, load_data
 from training.hybrid import fit_hybrid
 from training.loop import LoopSettings
 from training.transformer import fit_transformer
@@ -127,7 +127,7 @@ def train(
             eval_set["id"],
             eval_set["text"],
             {"ICD-10-CM": eval_set["diagnoses"], "ICD-10-PCS": eval_set["procedures"]},
-            code_form="codiesp" if _is_codiesp(data_cfg.source) else "as-is",
+            code_form="codiesp" if is_codiesp(data_cfg.source) else "as-is",
             top_k=config.decision.top_k,
             progress=progress,
         )
@@ -159,11 +159,6 @@ def _fit_transformer(cfg: TransformerModelConfig, seed: int, catalog, progress: 
         )
 
     return fit
-
-
-def _is_codiesp(source: str) -> bool:
-    path = Path(source)
-    return path.is_dir() and not (path / "note").is_dir()
 
 
 def _report_dict(report: LoadReport) -> dict:
