@@ -304,7 +304,8 @@ def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", 
     return Predictor(CatalogMatcher(catalog, **settings), catalog, thresholds, model_version=DEFAULT_MODEL_VERSION)
 
 
-# The raw match scores are coverage-based: a full match of a specific name scores about 0.85-1.0.
+# The thresholds of the raw match scores (`calibrated=False`), which are coverage-based: a full match of a
+# specific name scores about 0.85-1.0.
 DEFAULT_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
 # The default's calibration and the thresholds tuned on it, shipped with the package.
 DEFAULT_CALIBRATION = Path(__file__).with_name("default_calibration.json")

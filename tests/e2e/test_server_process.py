@@ -22,8 +22,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from eval.load import complete_lines, json_or_none
-from models.artifact import save_artifact
-from models.decision import Thresholds
+from models.artifact import DEFAULT_THRESHOLDS, save_artifact
 from models.matcher import CatalogMatcher
 from tests.e2e.server import Server, running_server
 from tests.service_fixtures import empty_postgres
@@ -32,8 +31,9 @@ WORKERS = 2
 KEYS = {"ehr-1": "ehr", "admin-1": "admin", "coder-1": "coder", "coder-2": "coder"}
 CLAIM_THREADS = ["coder-1", "coder-2"] * 5  # two threads of one coder may race each other too
 
-# (finding, top_k). With the default's matcher and RAW_THRESHOLDS the first five and "Atrial fibrillation"
-# are confident; the others have a code in the review band, or none accepted, so they go to the queue.
+# (finding, top_k). With the default's matcher and the thresholds of its raw scores (DEFAULT_THRESHOLDS: a
+# full match of a specific name is accepted) the first five and "Atrial fibrillation" are confident; the
+# others have a code in the review band, or none accepted, so they go to the queue.
 FINDINGS = [
     ("Essential hypertension.", 1), ("Acute appendicitis.", 1),
     ("Type 2 diabetes mellitus without complications.", 1), ("Laparoscopic appendectomy.", 1),
@@ -51,14 +51,10 @@ NOTES = [
 ]
 
 
-# What a full match of a specific name scores: such codes are accepted without review.
-RAW_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
-
-
 @pytest.fixture
 def server(tmp_path: Path, matcher: CatalogMatcher) -> Iterator[Server]:
     """The service with WORKERS workers on a fresh PostgreSQL database, ready, with the keys of KEYS."""
-    artifact = save_artifact(tmp_path / "matcher-raw", matcher, RAW_THRESHOLDS, model_version="matcher-raw")
+    artifact = save_artifact(tmp_path / "matcher-raw", matcher, DEFAULT_THRESHOLDS, model_version="matcher-raw")
     database_url, drop = empty_postgres()
     try:
         with running_server(tmp_path, database_url, WORKERS, KEYS, {"CODER_ARTIFACT": str(artifact)}) as running:
