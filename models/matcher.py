@@ -374,7 +374,8 @@ class CatalogMatcher:
         # definitive diagnosis; with `integral_symptoms` < 1 a symptom code (chapter R) weighs that much in a
         # note that names a definitive diagnosis, unless a diagnosis statement ("Dx:", "Impression:") says it.
         self.integral_symptoms = integral_symptoms
-        cm = np.asarray(self.code_systems) == "ICD-10-CM"
+        systems = np.asarray(self.code_systems)
+        cm = systems == "ICD-10-CM"
         chapter = np.asarray([c[0] for c in self.codes])
         self._symptom = cm & (chapter == "R")
         self._definitive = cm & ~np.isin(chapter, ["R", "Z", "V", "W", "X", "Y"])
@@ -388,7 +389,7 @@ class CatalogMatcher:
         # probabilities, keeping each system's order.
         self.calibration = calibration
         self._calibrators = [
-            (np.asarray(self.code_systems) == system, IsotonicCalibrator.from_dict(points, f"{system} calibration"))
+            (systems == system, IsotonicCalibrator.from_dict(points, f"{system} calibration"))
             for system, points in (calibration or {}).items()
         ]
 
