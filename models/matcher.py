@@ -42,6 +42,12 @@ _UNCOMPLICATED_RE = re.compile(r",\s*uncomplicated\s*$", re.IGNORECASE)  # what 
 # So does a closing "without ..." clause: "Diverticulitis of large intestine without perforation or abscess
 # without bleeding" is what a note that says "diverticulitis of the colon" means.
 _WITHOUT_TAIL_RE = re.compile(r"\s+without\b[^,]*$", re.IGNORECASE)
+# A "without ..." clause followed by the site goes, the site stays: "Laceration without foreign body of
+# scalp" is a scalp laceration, "... fracture without intercondylar fracture of right humerus" a humerus
+# fracture. (In "without loss of consciousness" the "of" belongs to the clause, which goes whole.)
+_WITHOUT_BEFORE_SITE_RE = re.compile(
+    r"\s+without\s+(?:foreign body|intraarticular extension|intracondylar extension|intercondylar fracture)"
+    r"(?=\s+of\b)", re.IGNORECASE)
 # ICD-10-CM 7th characters D (subsequent encounter) and S (sequela): coded only when the note says so.
 _LATER_ENCOUNTER_RE = re.compile(r",\s*(subsequent encounter|sequela)\b", re.IGNORECASE)
 _LATER_CUE_RE = re.compile(r"\b(subsequent|follow[- ]?up|sequela|late effect|healing|aftercare|residual)", re.IGNORECASE)
@@ -201,7 +207,7 @@ def _name_variants(description: str, system: str, encounter_optional: bool = Fal
     if nonessential:
         core = _UNCOMPLICATED_RE.sub("", core)
     if without_optional and system == "ICD-10-CM":
-        core = _WITHOUT_TAIL_RE.sub("", core)
+        core = _WITHOUT_TAIL_RE.sub("", _WITHOUT_BEFORE_SITE_RE.sub("", core))
     core = _OPTIONAL_TAIL_RE.sub("", core)
     if system == "ICD-10-PCS":
         core = _APPROACH_RE.sub("", core)

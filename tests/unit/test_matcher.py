@@ -199,3 +199,6 @@ def test_a_closing_without_clause_is_what_a_note_that_says_no_more_means(matcher
     # K57.32 is "diverticulitis of large intestine without perforation or abscess without bleeding".
     assert _top(matcher, "Diverticulitis of the large intestine.", 1) == ["K57.32"]
     assert _top(matcher, "Diverticulitis of the large intestine with perforation and abscess.", 1) == ["K57.20"]
+    # A "without ..." clause before the site goes, the site stays: the scalp's laceration, not every site's.
+    top = _top_system(matcher, "Dx: scalp laceration.", "ICD-10-CM", 2)
+    assert top[0] == "S01.01XA" and matcher.match("Dx: scalp laceration.").scores[matcher.code_to_idx["S11.011A"]] == 0
