@@ -88,7 +88,8 @@ _CURATED: list[tuple[str, str]] = [
     # Ambiguous, by context.
     (r"(?-i:PE)(?=\s*:)", ""),  # the physical examination heading
     (r"(?-i:PE)", "pulmonary embolism"),
-    (r"(?<=on\s)(?-i:RA)|(?-i:RA)(?=\s*(?:sat|spo2|o2))", "room air"),
+    # Room air where a saturation or oxygen is read: "on RA", "weaned to RA", "SpO2 98% RA", "RA sat".
+    (r"(?:(?<=on\s)|(?<=to\s)|(?<=%\s)|(?<=%))(?-i:RA)|(?-i:RA)(?=\s*(?:sat|spo2|o2))", "room air"),
     (r"(?-i:RA)", "rheumatoid arthritis"),
     (r"(?-i:MS)(?=\s*:)", ""),  # the mental status heading
     (r"(?-i:MS)(?=\s+(?:flare|relapse|exacerbation|on\b))|(?:relapsing|remitting|progressive)\s+(?-i:MS)",

@@ -32,6 +32,7 @@ def test_ambiguous_abbreviations_follow_their_context(expander: AbbreviationExpa
     assert "pulmonary embolism" not in expander.expand("PE: lungs clear, no edema")  # the exam heading
     assert "pulmonary embolism" in expander.expand("CTA confirmed a PE in the right lower lobe")
     assert "room air" in expander.expand("SpO2 97% on RA")
+    assert "room air" in expander.expand("SpO2 98% RA.") and "room air" in expander.expand("weaned to RA HD3")
     assert "rheumatoid arthritis" in expander.expand("RA on methotrexate")
     assert "multiple sclerosis" in expander.expand("MS flare with optic neuritis")
     assert "multiple sclerosis" not in expander.expand("MS: alert and oriented")
