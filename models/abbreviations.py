@@ -96,6 +96,7 @@ _CURATED: list[tuple[str, str]] = [
      "multiple sclerosis"),
     (r"(?-i:CP)(?=\s+(?:x|for|since|at|radiat|with|w/)|\s*$|\s*,)", "chest pain"),
     # Shorthand that carries meaning for the matcher.
+    (r"r\s*/\s*o", "rule out"),
     (r"h\s*/\s*o|hx", "history of"),
     (r"s\s*/\s*p", "status post"),
     (r"w\s*/\s*o", "without"),

@@ -160,18 +160,28 @@ _TO_CLAUSE_END = 1 << 30  # the scope of a cue that reaches the end of its claus
 # reach the end of their clause, a heading ("past medical history:", "family history:") the end of its
 # sentence.
 _HISTORY = frozenset("history previous prior remote former".split())
+# Cues written after what they rule out, closing their clause ("troponin neg x3", "stress test negative",
+# "MI ruled out", "MI r/o"): with `post_negation` they mark the clause's words before them, as far as a cue
+# reaches. With it, a condition still to be ruled out ("r/o PE") is not coded either, as outpatient
+# coders do (guideline IV.H); inpatient coders code it as if established (II.H).
+_POST_ABSENCE = frozenset("neg negative excluded unlikely ruled rule".split())
+_POST_TRAILER_RE = re.compile(r"x?\d+|out|times")  # what may follow such a cue ("neg x3", "ruled out")
 _HEADING = {"past": "hx_", "medical": "hx_", "family": "fam_"}
 
 
-def _terms(text: str, history: bool = False, lexicon: int = 1) -> list[str]:
+def _terms(text: str, history: bool = False, lexicon: int = 1, post_negation: bool = False) -> list[str]:
     """Matching terms: stemmed, stop words dropped, negated / family words marked as such (and with
-    `history`, a note's words in a personal-history context marked "hx_")."""
+    `history`, a note's words in a personal-history context marked "hx_"; with `post_negation`, the words
+    before a cue that closes its clause marked negated)."""
     expansions = _LEXICONS[lexicon]
     terms: list[str] = []
     carry = ""  # the prefix a heading gives the rest of its sentence
     for clause in _CLAUSE_RE.split(text.lower()):
         prefix, scope = carry, _TO_CLAUSE_END if carry else 0
         tokens = tokenize(clause)
+        if post_negation:
+            tokens = _negate_before_closing_cue(tokens)
+            tokens = ["no" if t == "rule" and tokens[i + 1:i + 2] == ["out"] else t for i, t in enumerate(tokens)]
         for i, token in enumerate(tokens):
             if token in _ABSENCE:
                 prefix, scope = "not_", _SCOPE.get(token, NEGATION_SCOPE)
@@ -194,6 +204,20 @@ def _terms(text: str, history: bool = False, lexicon: int = 1) -> list[str]:
         if history and tokens and tokens[-1] == "history":
             carry = next((_HEADING[t] for t in tokens if t in _HEADING), carry)
     return terms
+
+
+def _negate_before_closing_cue(tokens: list[str]) -> list[str]:
+    """The clause's tokens, with "no" put before the content words a closing absence cue reaches."""
+    end = len(tokens)
+    while end and _POST_TRAILER_RE.fullmatch(tokens[end - 1]):
+        end -= 1
+    if not end or tokens[end - 1] not in _POST_ABSENCE:
+        return tokens
+    reach, start = 0, end - 1
+    while start and reach < NEGATION_SCOPE and tokens[start - 1] not in _ABSENCE:
+        start -= 1
+        reach += tokens[start] not in _STOP
+    return [*tokens[:start], "no", *tokens[start:]]
 
 
 def _name_variants(description: str, system: str, encounter_optional: bool = False,
@@ -276,6 +300,7 @@ class CatalogMatcher:
         inspection_inherent: bool = False,
         integral_symptoms: float = 1.0,
         without_optional: bool = False,
+        post_negation: bool = False,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
@@ -343,6 +368,7 @@ class CatalogMatcher:
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         self.nonessential = nonessential
         self.without_optional = without_optional
+        self.post_negation = post_negation
         self.lexicon = lexicon
         # Guideline: a condition named in a personal history ("history of stroke") or of a relative
         # ("father had colon cancer") is coded with its history code (Z86.73, Z80.0); models.history.
@@ -406,7 +432,7 @@ class CatalogMatcher:
         for i, seg in enumerate(segments):
             text = self.abbreviations.expand(seg.text) if self.abbreviations else seg.text
             placed: set[tuple[int, str]] = set()  # a word counts once per view, however often it comes
-            for t in _terms(text, self.history, self.lexicon):
+            for t in _terms(text, self.history, self.lexicon, self.post_negation):
                 if t.startswith("hx_"):  # a personal-history word is also a plain one
                     placed |= {(1, t[3:]), (0, t[3:])}
                 elif self.history and t.startswith("fam_"):
@@ -561,7 +587,7 @@ class CatalogMatcher:
                     "status_codes": self.status_codes, "combinations": self.combinations,
                     "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent,
                     "integral_symptoms": self.integral_symptoms, "without_optional": self.without_optional,
-                    "calibration": self.calibration}
+                    "post_negation": self.post_negation, "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

@@ -37,6 +37,7 @@ class MatcherModelConfig(_Strict):
     history: bool = Field(False, description="personal and family history codes for conditions in such contexts")
     nonessential: bool = Field(False, description="names also without (nonessential modifiers) and ', uncomplicated'")
     without_optional: bool = Field(False, description="diagnosis names also without a closing 'without ...' clause")
+    post_negation: bool = Field(False, description="a cue closing its clause negates the words before it ('troponin neg')")
     lexicon: Literal[1, 2, 3] = Field(
         1, description="synonym lexicon version (2: cancer as 'malignant neoplasm'; 3: also 'hypoxic' as 'hypoxia')")
     status_codes: bool = Field(False, description="long-term drug therapy (Z79) and weeks of gestation (Z3A)")

@@ -202,3 +202,12 @@ def test_a_closing_without_clause_is_what_a_note_that_says_no_more_means(matcher
     # A "without ..." clause before the site goes, the site stays: the scalp's laceration, not every site's.
     top = _top_system(matcher, "Dx: scalp laceration.", "ICD-10-CM", 2)
     assert top[0] == "S01.01XA" and matcher.match("Dx: scalp laceration.").scores[matcher.code_to_idx["S11.011A"]] == 0
+
+
+def test_a_cue_that_closes_its_clause_negates_what_comes_before(matcher: CatalogMatcher) -> None:
+    # "MI r/o", "stress test neg": what is ruled out or tested negative is not coded (outpatient, IV.H).
+    text = "Impression: chest pain, unspecified; MI r/o. Exercise stress test neg."
+    scores = matcher.match(text).scores
+    assert _top(matcher, text, 1) == ["R07.9"]
+    assert scores[matcher.code_to_idx["I21.9"]] == 0 and scores[matcher.code_to_idx["Z73.3"]] == 0
+    assert matcher.match("Acute MI.").scores[matcher.code_to_idx["I21.9"]] > 0.5
