@@ -1,9 +1,13 @@
-"""Combination codes the guidelines presume: hypertension with heart failure or chronic kidney disease.
+"""Combination codes the guidelines presume: hypertension with heart failure or chronic kidney disease,
+diabetes with its complications.
 
 ICD-10-CM presumes a causal link between hypertension and heart failure or chronic kidney disease
 (guideline I.C.9.a): a note that names both is coded I11.0, I12.- or I13.- (with the heart failure and
 the CKD stage coded as well), and I10 is excluded. A note rarely writes "hypertensive chronic kidney
 disease"; it writes "HTN, CKD 3b".
+
+Likewise the conditions listed under "with" in the index's Diabetes entry are presumed linked to the
+diabetes (I.A.15): "T2DM ... diabetic polyneuropathy" is E11.42, "T2DM, CKD 3" E11.22 with N18.3.
 """
 
 from __future__ import annotations
@@ -34,3 +38,30 @@ def hypertension_combination(hypertension: float, conditions: tuple[float, float
     if combined is None:
         return None
     return combined, min(s for s in (failure, max(ckd, late)) if s > 0)
+
+
+# Diabetes categories, the commonest first (a tie goes to type 2).
+DIABETES = ("E11", "E10", "E13", "E08", "E09")
+# Condition code prefix -> (the diabetes code's subcategory, whether the condition's own code gives way:
+# the combination includes it; CKD, ulcers and gastroparesis keep theirs, "use additional code").
+DIABETES_WITH = {
+    "G62": (".42", True),  # polyneuropathy
+    "K31.84": (".43", False),  # gastroparesis
+    "N18": (".22", False),  # chronic kidney disease
+    "L97.4": (".621", False), "L97.5": (".621", False),  # heel, other part of foot
+    "L97.1": (".622", False), "L97.2": (".622", False), "L97.3": (".622", False),
+    "L97.8": (".622", False), "L97.9": (".622", False),
+    "I73.9": (".51", True),  # peripheral angiopathy
+    "R73.9": (".65", True),  # hyperglycemia
+    "E16.2": (".649", True),  # hypoglycemia
+}
+
+
+def diabetes_combinations(diabetes: dict[str, float], conditions: dict[str, float]) -> list[tuple[str, float, str]]:
+    """(combination code, score, condition prefix) for a note whose diabetes categories score `diabetes`
+    (DIABETES -> the best code's score) and whose conditions score `conditions` (DIABETES_WITH keys); the
+    score is the condition's. Codes the catalogue lacks are left to the caller."""
+    category, score = max(diabetes.items(), key=lambda kv: (kv[1], -DIABETES.index(kv[0])))
+    if score < PRESENT:
+        return []
+    return [(category + DIABETES_WITH[p][0], s, p) for p, s in conditions.items() if s >= PRESENT]

@@ -19,7 +19,15 @@ import scipy.sparse as sp
 from models.abbreviations import AbbreviationExpander
 from models.calibration import IsotonicCalibrator, calibrate_keeping_order
 from models.catalog import Catalog
-from models.combinations import COMBINED, CONDITIONS, HYPERTENSION, hypertension_combination
+from models.combinations import (
+    COMBINED,
+    CONDITIONS,
+    DIABETES,
+    DIABETES_WITH,
+    HYPERTENSION,
+    diabetes_combinations,
+    hypertension_combination,
+)
 from models.errors import ArtifactError
 from models.history import assign, history_ranges
 from models.pcs_completion import complete, stated_approaches
@@ -385,10 +393,11 @@ class CatalogMatcher:
         # Long-term drug therapy (Z79) and weeks of gestation (Z3A) from the drugs and gestational age a
         # note names (models.status), not from names.
         self.status_codes = status_codes
-        # Hypertension with heart failure or CKD is coded as their combination (models.combinations).
+        # Hypertension with heart failure or CKD, diabetes with its complications, are coded as their
+        # combination (models.combinations).
         self.combinations = combinations
         self._condition_idx = {p: np.asarray([i for i, c in enumerate(self.codes) if c.startswith(p)], dtype=np.int64)
-                               for p in (*CONDITIONS, COMBINED)} if combinations else {}
+                               for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH)} if combinations else {}
         # A 4-character PCS table row is not billable: with `complete_pcs` its score goes to the complete
         # code the note supports (models.pcs_completion) and the row itself is not returned.
         self.complete_pcs = complete_pcs
@@ -534,19 +543,39 @@ class CatalogMatcher:
                 scores[inspections] = np.minimum(scores[inspections], _GIVE_WAY * best)
 
     def _add_combination(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
-        """The hypertension combination code into `scores` (in place), with the hypertension's sentence."""
+        """The combination codes into `scores` (in place): hypertension's with the hypertension's sentence,
+        diabetes' with the complication's."""
         h = self.code_to_idx[HYPERTENSION]
         found = hypertension_combination(float(scores[h]), tuple(float(scores[self._condition_idx[p]].max())
                                                                  for p in CONDITIONS))
-        if found is None:
-            return
+        if found is not None:
+            self._combine_hypertension(scores, best_segment, h, *found)
+        diabetes = {p: float(scores[self._condition_idx[p]].max()) for p in DIABETES}
+        conditions = {p: float(scores[self._condition_idx[p]].max()) for p in DIABETES_WITH}
+        combined = [(self.code_to_idx.get(code), score, p) for code, score, p in diabetes_combinations(diabetes, conditions)]
+        if combined:
+            # "Without complications" (in remission, too) excludes them all.
+            for without in (self.code_to_idx.get(p + tail) for p in DIABETES for tail in (".9", ".A")):
+                if without is not None:
+                    scores[without] *= _GIVE_WAY
+        for j, score, p in combined:
+            if j is None:
+                continue
+            condition = self._condition_idx[p][np.argmax(scores[self._condition_idx[p]])]
+            if score > scores[j]:
+                scores[j], best_segment[j] = score, best_segment[condition]
+            if DIABETES_WITH[p][1]:
+                scores[condition] *= _GIVE_WAY
+
+    def _combine_hypertension(self, scores: np.ndarray, best_segment: np.ndarray, h: int, code: str,
+                              score: float) -> None:
         # I10 excludes hypertensive heart and kidney disease; the other combinations matched in part
         # ("without heart failure" in a note with heart failure) give way too.
         scores[self._condition_idx[COMBINED]] *= _GIVE_WAY
         scores[h] *= _GIVE_WAY
-        j = self.code_to_idx[found[0]]
-        if found[1] > scores[j]:
-            scores[j], best_segment[j] = found[1], best_segment[h]
+        j = self.code_to_idx[code]
+        if score > scores[j]:
+            scores[j], best_segment[j] = score, best_segment[h]
 
     def _add_status_codes(self, text: str, segments: list[Segment], scores: np.ndarray,
                           best_segment: np.ndarray) -> None:

@@ -42,7 +42,8 @@ class MatcherModelConfig(_Strict):
         1, description="synonym lexicon version (2: cancer as 'malignant neoplasm'; 3: also 'hypoxic' as 'hypoxia')")
     status_codes: bool = Field(False, description="long-term drug therapy (Z79) and weeks of gestation (Z3A)")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
-    combinations: bool = Field(False, description="hypertension with heart failure or CKD as I11 / I12 / I13")
+    combinations: bool = Field(
+        False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications")
     inspection_inherent: bool = Field(False, description="no PCS inspection beside another procedure on its body system")
     integral_symptoms: float = Field(1.0, gt=0, le=1,
                                      description="weight of symptom codes (R) in a note with a definitive diagnosis")

@@ -211,3 +211,15 @@ def test_a_cue_that_closes_its_clause_negates_what_comes_before(matcher: Catalog
     assert _top(matcher, text, 1) == ["R07.9"]
     assert scores[matcher.code_to_idx["I21.9"]] == 0 and scores[matcher.code_to_idx["Z73.3"]] == 0
     assert matcher.match("Acute MI.").scores[matcher.code_to_idx["I21.9"]] > 0.5
+
+
+def test_diabetes_with_its_complications(matcher: CatalogMatcher) -> None:
+    # Guideline I.A.15: the conditions under "with" in the index's diabetes entry are presumed linked.
+    text = "59M T2DM on metformin. Numbness both feet: polyneuropathy."
+    scores = matcher.match(text).scores
+    assert "E11.42" in _top_system(matcher, text, "ICD-10-CM", 2)
+    assert scores[matcher.code_to_idx["E11.42"]] > max(scores[matcher.code_to_idx[c]] for c in ("G62.9", "E11.9"))
+    # CKD keeps its own code for the stage ("use additional code").
+    assert set(_top_system(matcher, "T2DM, CKD stage 4.", "ICD-10-CM", 2)) == {"E11.22", "N18.4"}
+    # A complication alone is not diabetes.
+    assert "E11.42" not in _top_system(matcher, "Polyneuropathy.", "ICD-10-CM", 10)
