@@ -50,6 +50,7 @@ def _report(args: argparse.Namespace) -> None:
         code_form=code_form,
         top_k=args.top_k,
         train_counts=train_counts,
+        encounter_classes=dataset["encounter_class"],
     )
     report["data"] = {"source": str(source), "split": split, "train_split_for_frequencies": train_split}
     json_path, md_path = write_report(report, args.output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from eval import metrics
 from eval.triage import NoteCandidates, triage_curve, triage_stats
 from models.catalog import Catalog
 from models.decision import decide
-from models.predictor import SYSTEMS, Predictor
+from models.predictor import SYSTEMS, Predictor, encounter_systems
 from models.scorer import CompositeScorer
 
 # Dataset column that holds the gold codes of each system.
@@ -67,6 +68,7 @@ def evaluate(
     train_counts: dict[tuple[str, str], int] | None = None,
     components: bool = True,
     progress: bool = True,
+    encounter_classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a predictor on notes with gold codes.
 
@@ -80,6 +82,8 @@ def evaluate(
             code frequency (seen >= 5 times / 1-4 / never).
         components: also evaluate each component of a hybrid on its own (MAP).
         progress: show progress bars while scoring.
+        encounter_classes: each note's encounter class ("inpatient", "outpatient", "" if not stated): an
+            outpatient note's ICD-10-PCS codes are not returned, as the service does not return them.
     Returns:
         A JSON-ready dict: per system MAP (CodiEsp definition), P/R/F1 of the accepted codes (micro and
         macro), P@k, R@k, AUC, the review rate, results by code frequency; calibration (ECE and the
@@ -90,12 +94,17 @@ def evaluate(
     seconds = time.perf_counter() - started
     scorer = predictor.scorer
     systems_arr = np.asarray(scorer.code_systems)
+    for d, encounter_class in enumerate(encounter_classes or ()):
+        systems = encounter_systems(encounter_class or None, None)
+        if systems is not None:
+            probs[d, ~np.isin(systems_arr, systems)] = 0.0
     result: dict[str, Any] = {
         "model_version": predictor.model_version,
         "documents": len(ids),
         "code_form": code_form,
         "thresholds": predictor.thresholds.to_dict(),
         "scoring_ms_per_note": round(1000 * seconds / max(len(ids), 1), 2),
+        "encounter_classes": dict(Counter(c or "not stated" for c in (encounter_classes or [""] * len(ids)))),
         "systems": {},
     }
     for system in SYSTEMS:
@@ -127,7 +136,7 @@ def evaluate(
         for name, part in scorer.proposers().items():
             sub = Predictor(part, predictor.catalog, predictor.thresholds, model_version=name)
             sub_report = evaluate(sub, ids, texts, gold, code_form=code_form, top_k=top_k, components=False,
-                                  progress=progress)
+                                  progress=progress, encounter_classes=encounter_classes)
             result["components"][name] = {
                 s: {"map": m["map"], "map_documents_with_gold_only": m["map_documents_with_gold_only"]}
                 for s, m in sub_report["systems"].items()

@@ -14,6 +14,27 @@ from models.guidelines import check_codes
 from models.scorer import SYSTEMS, CoalescingScorer, CompositeScorer, EvidenceSource, Scorer
 from models.text import check_note
 
+ENCOUNTER_CLASSES = ("inpatient", "outpatient")
+
+
+def encounter_systems(encounter_class: str | None, systems: list[str] | None) -> list[str] | None:
+    """The code systems to return for a note of an encounter class (None: as asked). ICD-10-PCS codes the
+    procedures of inpatient hospital stays; an outpatient's are coded in CPT / HCPCS, so an outpatient note
+    gets its ICD-10-CM codes only.
+
+    Raises:
+        InputError: an unknown encounter class, or an outpatient note asked for ICD-10-PCS codes alone.
+    """
+    if encounter_class is None or encounter_class == "inpatient":
+        return systems
+    if encounter_class != "outpatient":
+        raise InputError(f"encounter_class: expected one of {list(ENCOUNTER_CLASSES)}, got {encounter_class!r}")
+    kept = [s for s in (systems or SYSTEMS) if s != "ICD-10-PCS"]
+    if not kept:
+        raise InputError("systems: an outpatient note has no ICD-10-PCS codes (those are for inpatient stays); "
+                         "ask for ICD-10-CM")
+    return kept
+
 
 @dataclass(frozen=True)
 class Evidence:

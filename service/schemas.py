@@ -13,9 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
-from models.predictor import Prediction
+from models.errors import InputError
+from models.predictor import Prediction, encounter_systems
 
 CodeSystem = Literal["ICD-10-CM", "ICD-10-PCS"]
 # A string the service stores or looks up: PostgreSQL text cannot hold NUL (SQLite can), so it is refused at
@@ -67,6 +69,18 @@ class SuggestRequest(BaseModel):
         description="the EHR's id of the note, echoed back; posting one note_id again never queues it twice",
     )
     encounter_id: NoNulStr | None = Field(None, min_length=1, max_length=200, description="the EHR's encounter id")
+    encounter_class: Literal["inpatient", "outpatient"] | None = Field(
+        None, description="the encounter's class: an outpatient note gets ICD-10-CM codes only (ICD-10-PCS codes the "
+                          "procedures of inpatient stays)",
+    )
+
+    @model_validator(mode="after")
+    def _systems_of_the_encounter(self) -> SuggestRequest:
+        try:
+            self.systems = encounter_systems(self.encounter_class, self.systems)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class EvidenceSpan(BaseModel):

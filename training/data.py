@@ -1,8 +1,9 @@
 """Dataset loaders: CodiEsp, MIMIC-IV and the generic JSONL/CSV format, each to a `datasets.DatasetDict`.
 
 Every loader returns one row per note with the columns `id`, `text`, `diagnoses` (normalised
-ICD-10-CM codes) and `procedures` (normalised ICD-10-PCS codes), codes in order of first appearance
-without duplicates. Every loader fills a `LoadReport` and logs its summary: nothing is dropped
+ICD-10-CM codes), `procedures` (normalised ICD-10-PCS codes), codes in order of first appearance
+without duplicates, and `encounter_class` ("inpatient", "outpatient", or "" where the data does not say:
+an outpatient note has no ICD-10-PCS codes, and is evaluated so). Every loader fills a `LoadReport` and logs its summary: nothing is dropped
 without being counted. Errors name the file and line (or record), and never quote note text.
 
 Code policies shared by all loaders:
@@ -45,8 +46,10 @@ FEATURES = Features(
         "text": Value("string"),
         "diagnoses": _ListFeature(Value("string")),
         "procedures": _ListFeature(Value("string")),
+        "encounter_class": Value("string"),
     }
 )
+ENCOUNTER_CLASSES = ("inpatient", "outpatient")
 
 CM = "ICD-10-CM"
 PCS = "ICD-10-PCS"
@@ -200,11 +203,12 @@ class _Rows:
         self.columns: dict[str, list[Any]] = {name: [] for name in FEATURES}
         self._where: dict[str, str] = {}
 
-    def add(self, note_id: str, text: str, diagnoses: list[str], procedures: list[str], where: str) -> None:
+    def add(self, note_id: str, text: str, diagnoses: list[str], procedures: list[str], where: str,
+            encounter_class: str = "") -> None:
         if note_id in self._where:
             raise InputError(f"{where}: note id {note_id!r} already used at {self._where[note_id]}")
         self._where[note_id] = where
-        for name, value in zip(FEATURES, (note_id, text, diagnoses, procedures)):
+        for name, value in zip(FEATURES, (note_id, text, diagnoses, procedures, encounter_class)):
             self.columns[name].append(value)
 
     def dataset(self) -> Dataset:
@@ -429,7 +433,7 @@ def load_mimic_iv(
         local.codes_loaded += len(dx) + len(px)
         _, record, note_id, _ = group[0]
         text = _NOTE_JOINER.join(item[3] for item in group)
-        rows.add(note_id, text, dx, px, f"{note_path}: record {record}")
+        rows.add(note_id, text, dx, px, f"{note_path}: record {record}", "inpatient")  # hospital admissions
     local.notes_loaded["train"] = len(rows.columns["id"])
     _finish(local, report)
     return DatasetDict({"train": rows.dataset()})
@@ -514,7 +518,8 @@ def load_jsonl(
 
     One JSON object per line: `text` (required), `diagnoses` and `procedures` (lists of codes, or one
     string of codes separated by ';' or '|'; absent or null means none), `id` (optional, default
-    "<file stem>-<line number>"). Other fields are ignored; blank lines are allowed.
+    "<file stem>-<line number>"), `encounter_class` (optional: "inpatient" or "outpatient"). Other fields
+    are ignored; blank lines are allowed.
 
     Raises:
         InputError: a missing file, a line that is not a JSON object, a missing or empty `text`,
@@ -554,7 +559,8 @@ def load_csv(
 
     Columns: `text` (required), `diagnoses` and `procedures` (optional; a JSON list such as
     `["E11.9"]`, or codes separated by ';' or '|'), `id` (optional, default "<file stem>-<line>",
-    the line where the record starts; the header is line 1). Other columns are ignored.
+    the line where the record starts; the header is line 1), `encounter_class` (optional, as in
+    `load_jsonl`; empty means not stated). Other columns are ignored.
 
     Raises:
         InputError: as `load_jsonl`, plus a missing `text` column or a row with too many or too few fields.
@@ -602,6 +608,10 @@ def _add_generic(
     else:
         raise InputError(f"{where}: 'id' must be a string or an integer")
     fields = {name: _code_field(record.get(name), name, where) for name in ("diagnoses", "procedures")}
+    encounter_class = record.get("encounter_class") or ""
+    if encounter_class and encounter_class not in ENCOUNTER_CLASSES:
+        raise InputError(f"{where}: 'encounter_class' must be one of {list(ENCOUNTER_CLASSES)}, "
+                         f"got {encounter_class!r}")
     if _is_empty(text):
         if on_empty == "error":
             raise InputError(f"{where}: empty text")
@@ -611,7 +621,7 @@ def _add_generic(
     dx = checker.codes(((c, where) for c in fields["diagnoses"]), CM)
     px = checker.codes(((c, where) for c in fields["procedures"]), PCS)
     checker.report.codes_loaded += len(dx) + len(px)
-    rows.add(note_id, text, dx, px, where)
+    rows.add(note_id, text, dx, px, where, encounter_class)
 
 
 _SEPARATORS = re.compile(r"[;|]")

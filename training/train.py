@@ -130,6 +130,7 @@ def train(
             code_form="codiesp" if is_codiesp(data_cfg.source) else "as-is",
             top_k=config.decision.top_k,
             progress=progress,
+            encounter_classes=eval_set["encounter_class"],
         )
         metrics["split"] = data_cfg.eval_split
     path = save_artifact(

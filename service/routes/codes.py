@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
@@ -125,6 +125,8 @@ def suggest_fhir(
     queue: QueueDep,
     top_k: Annotated[int, Query(ge=1, le=100)] = 10,
     system: Annotated[list[CodeSystem] | None, Query(description="restrict to these code systems")] = None,
+    encounter_class: Annotated[Literal["inpatient", "outpatient"] | None, Query(
+        description="the encounter's class: an outpatient note gets ICD-10-CM codes only")] = None,
 ) -> JSONResponse:
     """Code a FHIR R4 DocumentReference (text/plain attachment) into a Bundle of Condition and Procedure."""
     try:
@@ -136,11 +138,11 @@ def suggest_fhir(
         raise HTTPException(422, "DocumentReference.subject: required to build Condition and Procedure resources")
     try:
         request = SuggestRequest(text=note.text, note_id=note.note_id, top_k=top_k, systems=system,
-                                 encounter_id=(note.encounter or {}).get("reference"))
+                                 encounter_id=(note.encounter or {}).get("reference"), encounter_class=encounter_class)
     except ValidationError as exc:
         # Valid FHIR can still break a note's limits (a 300-character identifier, a NUL in the text).
         raise HTTPException(422, _document_problems(exc)) from None
-    prediction = predictor.predict(request.text, top_k=top_k, systems=system)
+    prediction = predictor.predict(request.text, top_k=top_k, systems=request.systems)
     response = _serve([prediction], [request], predictor, queue, principal)[0]
     try:
         bundle = fhir.suggestion_bundle(response.model_dump(), note.subject, note.encounter)

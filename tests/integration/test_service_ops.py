@@ -275,6 +275,12 @@ def test_fhir_document_reference_becomes_a_bundle(service: Service) -> None:
         assert resource.subject.reference == "Patient/1" and resource.encounter.reference == "Encounter/7"
         found[coding.code] = resource.get_resource_type()
     assert found == {"I10": "Condition", "0DTJ4ZZ": "Procedure"}
+    # An outpatient's procedures are not ICD-10-PCS: only the Condition.
+    outpatient = _post_fhir(service, _document("Essential hypertension. Laparoscopic appendectomy performed."),
+                            params={"encounter_class": "outpatient"})
+    assert outpatient.status_code == 200, outpatient.text
+    resources = [entry.resource for entry in Bundle.model_validate(outpatient.json()).entry]
+    assert [r.get_resource_type() for r in resources] == ["Condition"]
 
 
 def test_fhir_document_without_subject_is_refused_before_coding(service: Service) -> None:

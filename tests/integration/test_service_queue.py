@@ -192,6 +192,22 @@ def test_batch_codes_many_notes_in_one_call(service: Service) -> None:
     assert too_many.status_code == 422
 
 
+def test_an_outpatient_note_gets_diagnosis_codes_only(service: Service) -> None:
+    # ICD-10-PCS codes inpatient stays; the encounter class says which a note is.
+    text = f"Appendectomy. Type 2 diabetes mellitus. Seen at {PHI} clinic."
+    systems = [{c["system"] for c in _suggest(service, text, encounter_class=cls)["codes"]}
+               for cls in ("inpatient", "outpatient")]
+    assert systems == [{"ICD-10-CM", "ICD-10-PCS"}, {"ICD-10-CM"}]
+    notes = [{"text": text, "note_id": "o-1", "encounter_class": "outpatient"}, {"text": text, "note_id": "o-2"}]
+    results = service.call("POST", "/v1/codes:suggestBatch", "ehr", json={"notes": notes}).json()["results"]
+    assert [{c["system"] for c in r["codes"]} for r in results] == [{"ICD-10-CM"}, {"ICD-10-CM", "ICD-10-PCS"}]
+    refused = service.call("POST", "/v1/codes:suggest", "ehr",
+                           json={"text": text, "encounter_class": "outpatient", "systems": ["ICD-10-PCS"]})
+    assert refused.status_code == 422 and "outpatient note has no ICD-10-PCS codes" in refused.text
+    unknown = service.call("POST", "/v1/codes:suggest", "ehr", json={"text": text, "encounter_class": "ambulatory"})
+    assert unknown.status_code == 422 and "encounter_class" in unknown.text
+
+
 def test_twenty_coders_claim_a_hundred_items_each_exactly_once(service: Service) -> None:
     queue: ReviewQueue = service.client.app.state.queue
     ehr = Principal("ehr-1", "ehr")

@@ -17,7 +17,7 @@ MIMIC = FIXTURES / "mimic_iv"
 GENERIC = FIXTURES / "generic"
 REAL_CODIESP = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "codiesp"
 
-COLUMNS = ["id", "text", "diagnoses", "procedures"]
+COLUMNS = ["id", "text", "diagnoses", "procedures", "encounter_class"]
 DOC = "S9999-0000000000000000{}-1"
 # Words of the fixture notes that an error message must never contain.
 NOTE_WORDS = ("Made-up", "testicle", "forehead", "bicycle", "cholesterol", "Chief Complaint", "pneumonia")
@@ -46,7 +46,7 @@ FAKE = FakeCatalog(
 
 
 def rows(dataset):
-    return [tuple(r[c] for c in COLUMNS) for r in dataset]
+    return [tuple(r[c] for c in COLUMNS[:4]) for r in dataset]
 
 
 def assert_error(exc_info, *fragments):
@@ -441,6 +441,14 @@ def test_generic_round_trip_through_csv_and_jsonl(tmp_path):
     assert rows(load_csv(tmp_path / "export.csv", catalog=FAKE)["train"]) == rows(data)
 
 
+def test_generic_encounter_class(tmp_path):
+    # Stated per note where the data says it, "" where it does not.
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"text": "Made-up ED note.", "encounter_class": "outpatient"}\n{"text": "Made-up note."}\n')
+    assert load_jsonl(path, catalog=FAKE)["train"]["encounter_class"] == ["outpatient", ""]
+    assert set(load_csv(GENERIC / "notes.csv", catalog=FAKE)["train"]["encounter_class"]) == {""}
+
+
 def test_jsonl_line_separator_inside_text(tmp_path):
     path = tmp_path / "notes.jsonl"
     path.write_text('{"text": "Made-up\u2028note.", "diagnoses": ["I10"]}\r\n', encoding="utf-8")
@@ -465,6 +473,7 @@ def test_jsonl_bad_json_line(tmp_path):
         ('{"text": "Made-up note.", "id": ["x"]}', "'id' must be"),
         ('{"text": "Made-up note.", "diagnoses": ["I1-0"]}', "malformed ICD-10-CM code 'I1-0'"),
         ('{"text": "Made-up note.", "id": "note-a"}', "'note-a' already used at"),
+        ('{"text": "Made-up note.", "encounter_class": "ambulatory"}', "'encounter_class' must be one of"),
     ],
 )
 def test_jsonl_bad_records(tmp_path, line, fragment):
