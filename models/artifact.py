@@ -276,15 +276,16 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
-                            "nonessential": True, "without_optional": True, "lexicon": 3, "history": True,
+                            "nonessential": True, "without_optional": True, "lexicon": 4, "history": True,
                             "status_codes": True, "combinations": True, "integral_symptoms": 0.5,
-                            "complete_pcs": True, "inspection_inherent": True, "post_negation": True}
+                            "complete_pcs": True, "inspection_inherent": True, "negation": 2,
+                            "index_defaults": True}
 # CodiEsp's coders followed conventions of their own: the procedure table row where a note did not tell
 # its codes apart, inspections coded beside other procedures, and symptoms beside the diagnoses they
 # belong to (418 of train's 500 notes; 29 % of its diagnosis codes are symptoms). Its code form leaves
 # these off; they also coded what a note set out to rule out (a differential of 35 codes in one train note).
 _CODIESP_CONVENTIONS = {"complete_pcs": False, "inspection_inherent": False, "integral_symptoms": 1.0,
-                        "post_negation": False}
+                        "negation": 1}
 
 
 def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", calibrated: bool = True) -> Predictor:

@@ -7,7 +7,8 @@ the CKD stage coded as well), and I10 is excluded. A note rarely writes "hyperte
 disease"; it writes "HTN, CKD 3b".
 
 Likewise the conditions listed under "with" in the index's Diabetes entry are presumed linked to the
-diabetes (I.A.15): "T2DM ... diabetic polyneuropathy" is E11.42, "T2DM, CKD 3" E11.22 with N18.3.
+diabetes (I.A.15): "T2DM ... diabetic polyneuropathy" is E11.42, "T2DM, CKD 3" E11.22 with N18.3; and
+coronary atherosclerosis with angina (I.C.9.b): "CAD ... unstable angina" is I25.110, not I25.10 and I20.0.
 """
 
 from __future__ import annotations
@@ -65,3 +66,18 @@ def diabetes_combinations(diabetes: dict[str, float], conditions: dict[str, floa
     if score < PRESENT:
         return []
     return [(category + DIABETES_WITH[p][0], s, p) for p, s in conditions.items() if s >= PRESENT]
+
+
+CORONARY = "I25.1"  # atherosclerotic heart disease of native coronary artery, with or without angina
+# Angina code -> the coronary atherosclerosis code with that angina.
+CORONARY_WITH = {"I20.0": "I25.110", "I20.1": "I25.111", "I20.2": "I25.112", "I20.89": "I25.118",
+                 "I20.9": "I25.119"}
+
+
+def coronary_combination(coronary: float, angina: dict[str, float]) -> tuple[str, float, str] | None:
+    """(combination code, score, angina code) for a note whose coronary atherosclerosis scores `coronary`
+    and whose angina codes (CORONARY_WITH keys) score `angina`: the best angina's, with its score."""
+    if coronary < PRESENT or not angina:
+        return None
+    code, score = max(angina.items(), key=lambda kv: kv[1])
+    return (CORONARY_WITH[code], score, code) if score >= PRESENT else None

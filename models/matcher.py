@@ -22,9 +22,12 @@ from models.catalog import Catalog
 from models.combinations import (
     COMBINED,
     CONDITIONS,
+    CORONARY,
+    CORONARY_WITH,
     DIABETES,
     DIABETES_WITH,
     HYPERTENSION,
+    coronary_combination,
     diabetes_combinations,
     hypertension_combination,
 )
@@ -32,7 +35,7 @@ from models.errors import ArtifactError
 from models.history import assign, history_ranges
 from models.pcs_completion import complete, stated_approaches
 from models.scorer import Scored, ScorerState, StateContext
-from models.status import GESTATION, drug_therapy, gestation
+from models.status import GESTATION, OUTCOME, delivery_outcome, drug_therapy, gestation
 from models.text import Segment, SentenceEvidence, split_sentences, tokenize
 
 # Words that carry no information for matching, and the words of "unspecified" style that a note
@@ -135,6 +138,15 @@ _LEXICONS = {
     3: {**_LEXICON_2, **{word: (theirs,) for word, theirs in _CATALOGUE_WORDS.items()},
         **{part: (part, "large", "intestine") for part in ("colon", "sigmoid", "cecum", "rectosigmoid")}},
 }
+# Version 4 reads a number as part of the type, stage, grade or class it gives ("type 1" is one term, and
+# "type II" the same as "type 2"), so that a "1" elsewhere in the sentence ("1 ppd") is not type 1 diabetes.
+# It also reads the index's words for a few adjectives: "calculous cholecystitis" is cholecystitis with
+# calculus (K80.00), an incarcerated or strangulated hernia one with obstruction (K40.30).
+_LEXICONS[4] = {**_LEXICONS[3], "calculous": ("calculus",), "incarcerated": ("obstruction",),
+                "strangulated": ("obstruction",)}
+_NUMBERED = frozenset("type stage grade class".split())
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
+_NUMBER_RE = re.compile(r"\d+[a-z]?")
 
 
 def _stem(token: str) -> str:
@@ -168,28 +180,30 @@ _TO_CLAUSE_END = 1 << 30  # the scope of a cue that reaches the end of its claus
 # reach the end of their clause, a heading ("past medical history:", "family history:") the end of its
 # sentence.
 _HISTORY = frozenset("history previous prior remote former".split())
-# Cues written after what they rule out, closing their clause ("troponin neg x3", "stress test negative",
-# "MI ruled out", "MI r/o"): with `post_negation` they mark the clause's words before them, as far as a cue
-# reaches. With it, a condition still to be ruled out ("r/o PE") is not coded either, as outpatient
-# coders do (guideline IV.H); inpatient coders code it as if established (II.H).
+# Negation version 2 also reads cues written after what they rule out, closing their clause ("troponin
+# neg x3", "stress test negative", "MI ruled out", "MI r/o"): they mark the clause's words before them, as
+# far as a cue reaches. With it, "never" is a cue ("never smoker"), and a condition still to be ruled out
+# ("r/o PE") is not coded, as outpatient coders do (guideline IV.H); inpatient coders code it as if
+# established (II.H).
 _POST_ABSENCE = frozenset("neg negative excluded unlikely ruled rule".split())
 _POST_TRAILER_RE = re.compile(r"x?\d+|out|times")  # what may follow such a cue ("neg x3", "ruled out")
 _HEADING = {"past": "hx_", "medical": "hx_", "family": "fam_"}
 
 
-def _terms(text: str, history: bool = False, lexicon: int = 1, post_negation: bool = False) -> list[str]:
+def _terms(text: str, history: bool = False, lexicon: int = 1, negation: int = 1) -> list[str]:
     """Matching terms: stemmed, stop words dropped, negated / family words marked as such (and with
-    `history`, a note's words in a personal-history context marked "hx_"; with `post_negation`, the words
-    before a cue that closes its clause marked negated)."""
+    `history`, a note's words in a personal-history context marked "hx_"; with `negation` 2, also the words
+    before a cue that closes its clause)."""
     expansions = _LEXICONS[lexicon]
     terms: list[str] = []
     carry = ""  # the prefix a heading gives the rest of its sentence
     for clause in _CLAUSE_RE.split(text.lower()):
         prefix, scope = carry, _TO_CLAUSE_END if carry else 0
         tokens = tokenize(clause)
-        if post_negation:
+        if negation >= 2:
             tokens = _negate_before_closing_cue(tokens)
-            tokens = ["no" if t == "rule" and tokens[i + 1:i + 2] == ["out"] else t for i, t in enumerate(tokens)]
+            tokens = ["no" if t == "never" or t == "rule" and tokens[i + 1:i + 2] == ["out"] else t
+                      for i, t in enumerate(tokens)]
         for i, token in enumerate(tokens):
             if token in _ABSENCE:
                 prefix, scope = "not_", _SCOPE.get(token, NEGATION_SCOPE)
@@ -207,11 +221,41 @@ def _terms(text: str, history: bool = False, lexicon: int = 1, post_negation: bo
                 continue
             if scope == 0:
                 prefix = ""
+            if lexicon >= 4 and i and tokens[i - 1] in _NUMBERED and (_NUMBER_RE.fullmatch(token) or token in _ROMAN):
+                token = tokens[i - 1] + _ROMAN.get(token, token)
             terms.extend(prefix + _stem(t) for t in expansions.get(token, (token,)))
             scope = max(scope - 1, 0)
         if history and tokens and tokens[-1] == "history":
             carry = next((_HEADING[t] for t in tokens if t in _HEADING), carry)
     return terms
+
+
+# With `index_defaults`, a name also as a note that leaves out what the catalogue makes the default says it:
+# diabetes of no stated type is type 2 (guideline I.C.4.a.2, E11); "unspecified as acute or chronic" and
+# "not specified as recurrent" are what a note that says no more means; so is a "without ..." clause before
+# the laterality ("Acute suppurative otitis media without spontaneous rupture of ear drum, right ear"); and
+# [brackets] enclose synonyms or explanations (I.A.6), so a name holds without them.
+_UNSTATED_RES = (
+    re.compile(r"^type 2 (?=diabetes mellitus)", re.IGNORECASE),
+    re.compile(r",\s*(?:unspecified|not specified) as\b[^,]*", re.IGNORECASE),
+    re.compile(r"\s+without\b[^,]*(?=,\s*(?:right|left|bilateral|unspecified)\b[^,]*$)", re.IGNORECASE),
+    re.compile(r"\s*\[[^\]]*\]"),
+)
+_UNSTATED_CUES = ("type 2", "specified as", "without", "[")  # words without which none of these applies
+
+
+def _index_defaults(name: str, without_optional: bool = False) -> list[str]:
+    """The name as a note that leaves out what the catalogue makes the default says it, if that differs
+    (`index_defaults`; with `without_optional`, a "without ..." clause left closing the name goes too)."""
+    lower = name.lower()
+    if not any(cue in lower for cue in _UNSTATED_CUES):
+        return []
+    short = name
+    for pattern in _UNSTATED_RES:
+        short = pattern.sub("", short)
+    if without_optional:
+        short = _WITHOUT_TAIL_RE.sub("", short)
+    return [short] if short.strip() and short != name else []
 
 
 def _negate_before_closing_cue(tokens: list[str]) -> list[str]:
@@ -308,7 +352,8 @@ class CatalogMatcher:
         inspection_inherent: bool = False,
         integral_symptoms: float = 1.0,
         without_optional: bool = False,
-        post_negation: bool = False,
+        negation: int = 1,
+        index_defaults: bool = False,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
@@ -342,6 +387,8 @@ class CatalogMatcher:
                 if nonessential:
                     inclusion = [v for t in inclusion for v in dict.fromkeys([t, _PARENS_RE.sub(" ", t)])]
                 variants = _name_variants(description, system, later_encounter < 1.0, nonessential, without_optional)
+                if index_defaults and system == "ICD-10-CM":
+                    variants += [form for v in variants for form in _index_defaults(v, without_optional)]
                 for name in [*variants, *inclusion]:
                     terms = tuple(dict.fromkeys(_terms(name, lexicon=lexicon)))
                     if terms and terms not in seen:
@@ -376,7 +423,10 @@ class CatalogMatcher:
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         self.nonessential = nonessential
         self.without_optional = without_optional
-        self.post_negation = post_negation
+        if negation not in (1, 2):
+            raise ValueError(f"unknown matcher negation {negation} (known: [1, 2])")
+        self.negation = negation
+        self.index_defaults = index_defaults
         self.lexicon = lexicon
         # Guideline: a condition named in a personal history ("history of stroke") or of a relative
         # ("father had colon cancer") is coded with its history code (Z86.73, Z80.0); models.history.
@@ -396,8 +446,10 @@ class CatalogMatcher:
         # Hypertension with heart failure or CKD, diabetes with its complications, are coded as their
         # combination (models.combinations).
         self.combinations = combinations
-        self._condition_idx = {p: np.asarray([i for i, c in enumerate(self.codes) if c.startswith(p)], dtype=np.int64)
-                               for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH)} if combinations else {}
+        code_array = np.asarray(self.codes)
+        self._condition_idx = {  # prefix, or tuple of prefixes -> the codes under it
+            p: np.flatnonzero(np.logical_or.reduce([np.char.startswith(code_array, q) for q in np.atleast_1d(p)]))
+            for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH, CORONARY)} if combinations else {}
         # A 4-character PCS table row is not billable: with `complete_pcs` its score goes to the complete
         # code the note supports (models.pcs_completion) and the row itself is not returned.
         self.complete_pcs = complete_pcs
@@ -441,7 +493,7 @@ class CatalogMatcher:
         for i, seg in enumerate(segments):
             text = self.abbreviations.expand(seg.text) if self.abbreviations else seg.text
             placed: set[tuple[int, str]] = set()  # a word counts once per view, however often it comes
-            for t in _terms(text, self.history, self.lexicon, self.post_negation):
+            for t in _terms(text, self.history, self.lexicon, self.negation):
                 if t.startswith("hx_"):  # a personal-history word is also a plain one
                     placed |= {(1, t[3:]), (0, t[3:])}
                 elif self.history and t.startswith("fam_"):
@@ -530,8 +582,11 @@ class CatalogMatcher:
         if self.inspection_inherent:
             self._inspection_inherent(scores)
         if self.integral_symptoms < 1.0 and scores[self._definitive].max(initial=0.0) >= _DEFINITIVE:
-            stated = np.asarray([bool(_DIAGNOSIS_STATEMENT_RE.search(seg.text)) for seg in segments] + [False])
-            integral = self._symptom & (scores > 0) & ~stated[best_segment]
+            # A symptom a diagnosis statement names is the note's diagnosis, whichever sentence matched it best.
+            stated = np.asarray([bool(_DIAGNOSIS_STATEMENT_RE.search(seg.text)) for seg in segments])
+            in_statement = np.zeros(len(self.codes), dtype=bool)
+            in_statement[code_idx[stated[sent_idx]]] = True
+            integral = self._symptom & (scores > 0) & ~in_statement
             scores[integral] *= np.float32(self.integral_symptoms)
         return MatchResult(segments, best_segment, scores)
 
@@ -544,7 +599,7 @@ class CatalogMatcher:
 
     def _add_combination(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """The combination codes into `scores` (in place): hypertension's with the hypertension's sentence,
-        diabetes' with the complication's."""
+        diabetes' with the complication's, coronary atherosclerosis' with the angina's."""
         h = self.code_to_idx[HYPERTENSION]
         found = hypertension_combination(float(scores[h]), tuple(float(scores[self._condition_idx[p]].max())
                                                                  for p in CONDITIONS))
@@ -552,7 +607,8 @@ class CatalogMatcher:
             self._combine_hypertension(scores, best_segment, h, *found)
         diabetes = {p: float(scores[self._condition_idx[p]].max()) for p in DIABETES}
         conditions = {p: float(scores[self._condition_idx[p]].max()) for p in DIABETES_WITH}
-        combined = [(self.code_to_idx.get(code), score, p) for code, score, p in diabetes_combinations(diabetes, conditions)]
+        combined = [(self.code_to_idx.get(code), score, p)
+                    for code, score, p in diabetes_combinations(diabetes, conditions)]
         if combined:
             # "Without complications" (in remission, too) excludes them all.
             for without in (self.code_to_idx.get(p + tail) for p in DIABETES for tail in (".9", ".A")):
@@ -566,6 +622,17 @@ class CatalogMatcher:
                 scores[j], best_segment[j] = score, best_segment[condition]
             if DIABETES_WITH[p][1]:
                 scores[condition] *= _GIVE_WAY
+        angina = {c: float(scores[self.code_to_idx[c]]) for c in CORONARY_WITH if c in self.code_to_idx}
+        found = coronary_combination(float(scores[self._condition_idx[CORONARY]].max()), angina)
+        if found is not None:
+            code, score, angina_code = found
+            j, a = self.code_to_idx[code], self.code_to_idx[angina_code]
+            # The combination includes the angina (I20 excludes it) and says more than its siblings.
+            others = self._condition_idx[CORONARY][self._condition_idx[CORONARY] != j]
+            scores[others] *= _GIVE_WAY
+            if score > scores[j]:
+                scores[j], best_segment[j] = score, best_segment[a]
+            scores[a] *= _GIVE_WAY
 
     def _combine_hypertension(self, scores: np.ndarray, best_segment: np.ndarray, h: int, code: str,
                               score: float) -> None:
@@ -579,12 +646,12 @@ class CatalogMatcher:
 
     def _add_status_codes(self, text: str, segments: list[Segment], scores: np.ndarray,
                           best_segment: np.ndarray) -> None:
-        """Z79 and Z3A codes into `scores` (in place), each with its sentence; several drugs of one sentence
+        """Z79, Z3A and Z37 codes into `scores` (in place), each with its sentence; several drugs of one sentence
         are all taken, not siblings of one another."""
         found = [(i, code, score) for i, seg in enumerate(segments) for code, score in drug_therapy(seg.text).items()]
-        weeks = gestation(text)
-        if weeks is not None:
-            found.append((next(i for i, seg in enumerate(segments) if seg.end > weeks[1]), weeks[0], GESTATION))
+        for stated, score in ((gestation(text), GESTATION), (delivery_outcome(text), OUTCOME)):
+            if stated is not None:
+                found.append((next(i for i, seg in enumerate(segments) if seg.end > stated[1]), stated[0], score))
         for i, code, score in found:
             j = self.code_to_idx.get(code)
             if j is not None and score > scores[j]:
@@ -616,7 +683,7 @@ class CatalogMatcher:
                     "status_codes": self.status_codes, "combinations": self.combinations,
                     "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent,
                     "integral_symptoms": self.integral_symptoms, "without_optional": self.without_optional,
-                    "post_negation": self.post_negation, "calibration": self.calibration}
+                    "negation": self.negation, "index_defaults": self.index_defaults, "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

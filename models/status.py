@@ -1,8 +1,10 @@
-"""Status codes a note states in passing: long-term drug therapy (Z79) and the weeks of gestation (Z3A).
+"""Status codes a note states in passing: long-term drug therapy (Z79), the weeks of gestation (Z3A) and
+the outcome of a delivery (Z37).
 
-Neither has a name a note would use: "on apixaban" is Z79.01 (long-term use of anticoagulants), "G2P1 at
-28w3d" is Z3A.28. They come from a curated table of the commonest drugs of each Z79 class (generic and
-US brand names) and a pattern for the gestational age.
+None has a name a note would use: "on apixaban" is Z79.01 (long-term use of anticoagulants), "G2P1 at
+28w3d" is Z3A.28, "delivered a viable male infant" Z37.0 (single live birth). They come from a curated
+table of the commonest drugs of each Z79 class (generic and US brand names) and patterns for the
+gestational age and the delivery.
 """
 
 from __future__ import annotations
@@ -88,3 +90,29 @@ def gestation(text: str) -> tuple[str, int] | None:
             code = "Z3A.01" if weeks < 8 else "Z3A.49" if weeks > 42 else f"Z3A.{weeks:02d}"
             return code, match.start()
     return None
+
+
+# Guideline I.C.15.b.5: every maternal record of a delivery carries its outcome (Z37). A delivery and a
+# liveborn or stillborn infant, in a note about a pregnancy.
+_DELIVERY_RE = re.compile(r"\b(?:deliver(?:y|ed)|cesarean|c-section|SVD|NSVD|VBAC)\b", re.IGNORECASE)
+_INFANT = r"(?:\s+(?:single|singleton|term|preterm|healthy|vigorous))*\s+(?:male|female|infant|baby|neonate|newborn)"
+_LIVEBORN_RE = re.compile(
+    rf"\b(?:(?:live|living|viable){_INFANT}|both (?:live|viable)|liveborn|live-born|live birth|apgars?)\b",
+    re.IGNORECASE)
+_STILLBORN_RE = re.compile(r"\b(?:stillborn|stillbirth|IUFD|fetal demise)\b", re.IGNORECASE)
+_TWINS_RE = re.compile(r"\btwins?\b|\bdi-?di\b|\bmo-?di\b", re.IGNORECASE)
+OUTCOME = 0.8
+
+
+def delivery_outcome(text: str) -> tuple[str, int] | None:
+    """The Z37 code of the outcome of a delivery a pregnancy note documents, with where it says so; None
+    when it documents no delivery."""
+    if not (_PREGNANCY_RE.search(text) and _DELIVERY_RE.search(text)):
+        return None
+    live, still = _LIVEBORN_RE.search(text), _STILLBORN_RE.search(text)
+    if live is None and still is None:
+        return None
+    twins = _TWINS_RE.search(text) is not None
+    if live is not None:
+        return ("Z37.2" if twins else "Z37.0"), live.start()
+    return ("Z37.4" if twins else "Z37.1"), still.start()

@@ -37,10 +37,15 @@ class MatcherModelConfig(_Strict):
     history: bool = Field(False, description="personal and family history codes for conditions in such contexts")
     nonessential: bool = Field(False, description="names also without (nonessential modifiers) and ', uncomplicated'")
     without_optional: bool = Field(False, description="diagnosis names also without a closing 'without ...' clause")
-    post_negation: bool = Field(False, description="a cue closing its clause negates the words before it ('troponin neg')")
-    lexicon: Literal[1, 2, 3] = Field(
-        1, description="synonym lexicon version (2: cancer as 'malignant neoplasm'; 3: also 'hypoxic' as 'hypoxia')")
-    status_codes: bool = Field(False, description="long-term drug therapy (Z79) and weeks of gestation (Z3A)")
+    negation: Literal[1, 2] = Field(
+        1, description="negation cues version (2: also cues closing their clause, 'troponin neg'; 'never'; 'r/o')")
+    lexicon: Literal[1, 2, 3, 4] = Field(
+        1, description="synonym lexicon version (2: cancer as 'malignant neoplasm'; 3: also 'hypoxic' as 'hypoxia'; "
+                       "4: also 'type 1' as one term)")
+    index_defaults: bool = Field(
+        False, description="the index's default for a condition without its type (diabetes: E11)")
+    status_codes: bool = Field(
+        False, description="long-term drug therapy (Z79), weeks of gestation (Z3A), delivery outcome (Z37)")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: bool = Field(
         False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications")

@@ -23,6 +23,8 @@ def expander() -> AbbreviationExpander:
     ("COPD exacerbation", "chronic obstructive pulmonary disease"),
     ("CHF exacerbation", "congestive heart failure"),
     ("s/p lap chole", "status post"),
+    ("Dx: AUD, moderate.", "alcohol dependence"),  # the index: a moderate use disorder is dependence
+    ("4yo well-child check", "routine child health examination"),
 ])
 def test_common_abbreviations_are_written_out(expander: AbbreviationExpander, text: str, written_out: str) -> None:
     assert written_out in expander.expand(text)
@@ -72,7 +74,7 @@ def test_settings_round_trip_and_older_artifacts_keep_their_matcher(matcher: Cat
     rebuilt = CatalogMatcher.from_state(old, context)
     assert rebuilt.abbreviations is None and rebuilt.lexicon == 1
     assert not (rebuilt.history or rebuilt.nonessential or rebuilt.status_codes or rebuilt.complete_pcs
-                or rebuilt.combinations or rebuilt.post_negation)
+                or rebuilt.combinations or rebuilt.negation > 1)
     # The embedded default's settings survive a save and load: the same scores.
     assert matcher.other_specified < 1.0 and matcher.later_encounter < 1.0
     again = CatalogMatcher.from_state(matcher.to_state(), context)

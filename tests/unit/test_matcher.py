@@ -211,6 +211,7 @@ def test_a_cue_that_closes_its_clause_negates_what_comes_before(matcher: Catalog
     assert _top(matcher, text, 1) == ["R07.9"]
     assert scores[matcher.code_to_idx["I21.9"]] == 0 and scores[matcher.code_to_idx["Z73.3"]] == 0
     assert matcher.match("Acute MI.").scores[matcher.code_to_idx["I21.9"]] > 0.5
+    assert not any(code.startswith("F17") for code in _top_system(matcher, "Never smoker.", "ICD-10-CM", 10))
 
 
 def test_diabetes_with_its_complications(matcher: CatalogMatcher) -> None:
@@ -223,3 +224,37 @@ def test_diabetes_with_its_complications(matcher: CatalogMatcher) -> None:
     assert set(_top_system(matcher, "T2DM, CKD stage 4.", "ICD-10-CM", 2)) == {"E11.22", "N18.4"}
     # A complication alone is not diabetes.
     assert "E11.42" not in _top_system(matcher, "Polyneuropathy.", "ICD-10-CM", 10)
+
+
+def test_coronary_atherosclerosis_with_angina(matcher: CatalogMatcher) -> None:
+    # Guideline I.C.9.b: CAD with angina is one code, I25.11-; not I25.10 beside I20.0.
+    text = "Indication: unstable angina. Findings: severe 3-vessel CAD."
+    top = _top_system(matcher, text, "ICD-10-CM", 3)
+    scores = matcher.match(text).scores
+    assert top[0] == "I25.110"
+    assert scores[matcher.code_to_idx["I25.110"]] > max(scores[matcher.code_to_idx[c]] for c in ("I25.10", "I20.0"))
+
+
+def test_a_symptom_a_diagnosis_statement_names_is_coded_in_full(matcher: CatalogMatcher) -> None:
+    # The statement names it, even where another sentence matches it as well and comes first.
+    text = "RLQ pain x1 d. Mesenteric adenitis on CT. Dx: RLQ abdominal pain."
+    assert "R10.31" in _top_system(matcher, text, "ICD-10-CM", 2)
+
+
+def test_a_number_belongs_to_its_type_and_stage(matcher: CatalogMatcher) -> None:
+    # Lexicon 4: the "1" of "1 ppd" is not type 1 diabetes; "type II" is type 2.
+    text = "61M w/ T2DM on metformin, current smoker (1 ppd cigarettes)."
+    scores = matcher.match(text).scores
+    assert scores[matcher.code_to_idx["E10.9"]] < 0.5 * scores[matcher.code_to_idx["E11.9"]]
+    assert _top_system(matcher, "Type II diabetes mellitus.", "ICD-10-CM", 1) == ["E11.9"]
+    # The index's words for an adjective: calculous cholecystitis is cholecystitis with calculus.
+    assert "K80.00" in _top_system(matcher, "Acute calculous cholecystitis.", "ICD-10-CM", 2)
+
+
+def test_names_as_a_note_that_leaves_out_the_default_says_them(matcher: CatalogMatcher) -> None:
+    # Diabetes of no stated type is type 2 (I.C.4.a.2), not "other specified" diabetes.
+    assert _top_system(matcher, "Diabetes mellitus with diabetic chronic kidney disease.", "ICD-10-CM", 1) == ["E11.22"]
+    # "Unspecified as acute or chronic" is what a note that says no more means.
+    assert _top_system(matcher, "Impression: gastric ulcer.", "ICD-10-CM", 1) == ["K25.9"]
+    # A "without ..." clause before the laterality.
+    assert _top_system(matcher, "Dx: acute suppurative otitis media, R ear.", "ICD-10-CM", 1) == ["H66.001"]

@@ -1,8 +1,8 @@
-"""Status codes stated in passing: long-term drug therapy (Z79) and weeks of gestation (Z3A)."""
+"""Status codes stated in passing: long-term drug therapy (Z79), weeks of gestation (Z3A), delivery outcome (Z37)."""
 
 import pytest
 
-from models.status import MENTIONED, NEW, ONGOING, drug_therapy, gestation
+from models.status import MENTIONED, NEW, ONGOING, delivery_outcome, drug_therapy, gestation
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,19 @@ def test_gestation(text: str, expected: str | None) -> None:
     assert (found[0] if found else None) == expected
     if found:
         assert text[found[1]].isdigit() or text[found[1]:found[1] + 2].lower() in {"at", "ga"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("G1P0 at 39w2d, spontaneous vaginal delivery of single live female infant.", "Z37.0"),
+        ("G2P1 at 39w0d. Repeat cesarean section. Findings: viable male infant, Apgars 9/9.", "Z37.0"),
+        ("G3P2 at 36w. Cesarean delivery of di-di twins, both viable.", "Z37.2"),
+        ("G1P0 at 30w, IUFD. Induction and vaginal delivery of a stillborn male.", "Z37.1"),
+        ("G1P0 at 28w3d, routine prenatal visit. Plan delivery at 39 wk.", None),  # no delivery yet
+        ("Discharge summary. Delivered home w/ live-in caregiver.", None),  # not about a pregnancy
+    ],
+)
+def test_delivery_outcome(text: str, expected: str | None) -> None:
+    found = delivery_outcome(text)
+    assert (found[0] if found else None) == expected
