@@ -1,5 +1,5 @@
 """Combination codes the guidelines presume: hypertension with heart failure or chronic kidney disease,
-diabetes with its complications.
+diabetes with its complications, coronary atherosclerosis with angina.
 
 ICD-10-CM presumes a causal link between hypertension and heart failure or chronic kidney disease
 (guideline I.C.9.a): a note that names both is coded I11.0, I12.- or I13.- (with the heart failure and
