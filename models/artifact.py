@@ -268,11 +268,13 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # The embedded default reads US-style notes and codes them by the US guidelines: abbreviations written out
 # (HTN, DM2, AFib); a condition named without detail to its unspecified code before an "other specified"
 # one; an injury to its initial encounter unless the note says otherwise; names without their nonessential
-# modifiers and closing "without ..." clauses; cancer as "malignant neoplasm", "hypoxic" as "hypoxia";
-# history and family history codes; long-term drug therapy and weeks of gestation; hypertension with heart
-# failure or CKD, diabetes with its complications, as their combination; symptoms integral to a definitive
-# diagnosis weigh half; what a note rules out ("MI r/o", "troponin neg") not coded; complete PCS codes, and
-# no inspection beside the procedure it served.
+# modifiers and closing "without ..." clauses, and as a note that leaves out the default says them (untyped
+# diabetes is type 2); cancer as "malignant neoplasm", "hypoxic" as "hypoxia", "type 1" as one term; history
+# and family history codes; long-term drug therapy, weeks of gestation and the outcome of a delivery;
+# hypertension with heart failure or CKD, diabetes with its complications, coronary atherosclerosis with
+# angina, as their combination; symptoms integral to a definitive diagnosis weigh half; what a note rules
+# out ("MI r/o", "troponin neg", "never smoker") not coded; complete PCS codes, and no inspection beside the
+# procedure it served.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,

@@ -41,14 +41,16 @@ class MatcherModelConfig(_Strict):
         1, description="negation cues version (2: also cues closing their clause, 'troponin neg'; 'never'; 'r/o')")
     lexicon: Literal[1, 2, 3, 4] = Field(
         1, description="synonym lexicon version (2: cancer as 'malignant neoplasm'; 3: also 'hypoxic' as 'hypoxia'; "
-                       "4: also 'type 1' as one term)")
+                       "4: also 'type 1' as one term, 'calculous' as 'calculus')")
     index_defaults: bool = Field(
-        False, description="the index's default for a condition without its type (diabetes: E11)")
+        False, description="names also as a note that leaves out the default says them: untyped diabetes as type 2, "
+                           "'unspecified as acute or chronic', [brackets]")
     status_codes: bool = Field(
         False, description="long-term drug therapy (Z79), weeks of gestation (Z3A), delivery outcome (Z37)")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: bool = Field(
-        False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications")
+        False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications, "
+                           "coronary atherosclerosis with angina")
     inspection_inherent: bool = Field(False, description="no PCS inspection beside another procedure on its body system")
     integral_symptoms: float = Field(1.0, gt=0, le=1,
                                      description="weight of symptom codes (R) in a note with a definitive diagnosis")

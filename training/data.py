@@ -3,8 +3,8 @@
 Every loader returns one row per note with the columns `id`, `text`, `diagnoses` (normalised
 ICD-10-CM codes), `procedures` (normalised ICD-10-PCS codes), codes in order of first appearance
 without duplicates, and `encounter_class` ("inpatient", "outpatient", or "" where the data does not say:
-an outpatient note has no ICD-10-PCS codes, and is evaluated so). Every loader fills a `LoadReport` and logs its summary: nothing is dropped
-without being counted. Errors name the file and line (or record), and never quote note text.
+an outpatient note has no ICD-10-PCS codes, and is evaluated so). Every loader fills a `LoadReport` and
+logs its summary: nothing is dropped without being counted. Errors name the file and line (or record), and never quote note text.
 
 Code policies shared by all loaders:
 - `on_invalid`: a malformed code is an `InputError` ("error", default) or is dropped and counted ("skip").
@@ -32,6 +32,7 @@ from datasets import Dataset, DatasetDict, Features, Value
 from models.catalog import get_catalog
 from models.codes import normalize_cm, normalize_pcs
 from models.errors import InputError, UnknownCodeError
+from models.predictor import ENCOUNTER_CLASSES
 
 try:  # datasets >= 4
     from datasets import List as _ListFeature
@@ -49,7 +50,6 @@ FEATURES = Features(
         "encounter_class": Value("string"),
     }
 )
-ENCOUNTER_CLASSES = ("inpatient", "outpatient")
 
 CM = "ICD-10-CM"
 PCS = "ICD-10-PCS"
