@@ -443,8 +443,8 @@ class CatalogMatcher:
         # Long-term drug therapy (Z79) and weeks of gestation (Z3A) from the drugs and gestational age a
         # note names (models.status), not from names.
         self.status_codes = status_codes
-        # Hypertension with heart failure or CKD, diabetes with its complications, are coded as their
-        # combination (models.combinations).
+        # Hypertension with heart failure or CKD, diabetes with its complications and coronary
+        # atherosclerosis with angina are coded as their combination (models.combinations).
         self.combinations = combinations
         code_array = np.asarray(self.codes)
         self._condition_idx = {  # prefix, or tuple of prefixes -> the codes under it
@@ -605,6 +605,11 @@ class CatalogMatcher:
                                                                  for p in CONDITIONS))
         if found is not None:
             self._combine_hypertension(scores, best_segment, h, *found)
+        self._combine_diabetes(scores, best_segment)
+        self._combine_coronary(scores, best_segment)
+
+    def _combine_diabetes(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
+        """Diabetes with each complication named: the combination code, with the complication's sentence."""
         diabetes = {p: float(scores[self._condition_idx[p]].max()) for p in DIABETES}
         conditions = {p: float(scores[self._condition_idx[p]].max()) for p in DIABETES_WITH}
         combined = [(self.code_to_idx.get(code), score, p)
@@ -622,6 +627,9 @@ class CatalogMatcher:
                 scores[j], best_segment[j] = score, best_segment[condition]
             if DIABETES_WITH[p][1]:
                 scores[condition] *= _GIVE_WAY
+
+    def _combine_coronary(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
+        """Coronary atherosclerosis with the best angina named: I25.11x, with the angina's sentence."""
         angina = {c: float(scores[self.code_to_idx[c]]) for c in CORONARY_WITH if c in self.code_to_idx}
         found = coronary_combination(float(scores[self._condition_idx[CORONARY]].max()), angina)
         if found is not None:
@@ -636,6 +644,7 @@ class CatalogMatcher:
 
     def _combine_hypertension(self, scores: np.ndarray, best_segment: np.ndarray, h: int, code: str,
                               score: float) -> None:
+        """Hypertension's combination `code` at `score`, with the hypertension's sentence."""
         # I10 excludes hypertensive heart and kidney disease; the other combinations matched in part
         # ("without heart failure" in a note with heart failure) give way too.
         scores[self._condition_idx[COMBINED]] *= _GIVE_WAY
