@@ -450,6 +450,11 @@ class CatalogMatcher:
         self._condition_idx = {  # prefix, or tuple of prefixes -> the codes under it
             p: np.flatnonzero(np.logical_or.reduce([np.char.startswith(code_array, q) for q in np.atleast_1d(p)]))
             for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH, CORONARY)} if combinations else {}
+        # Diabetes "without complications" (and "in remission"), which every combination excludes; the angina
+        # codes a coronary combination is made of.
+        self._diabetes_without = np.asarray([self.code_to_idx[c] for p in DIABETES for c in (p + ".9", p + ".A")
+                                             if c in self.code_to_idx], dtype=np.int64)
+        self._angina_idx = {c: self.code_to_idx[c] for c in CORONARY_WITH if c in self.code_to_idx}
         # A 4-character PCS table row is not billable: with `complete_pcs` its score goes to the complete
         # code the note supports (models.pcs_completion) and the row itself is not returned.
         self.complete_pcs = complete_pcs
@@ -615,10 +620,7 @@ class CatalogMatcher:
         combined = [(self.code_to_idx.get(code), score, p)
                     for code, score, p in diabetes_combinations(diabetes, conditions)]
         if combined:
-            # "Without complications" (in remission, too) excludes them all.
-            for without in (self.code_to_idx.get(p + tail) for p in DIABETES for tail in (".9", ".A")):
-                if without is not None:
-                    scores[without] *= _GIVE_WAY
+            scores[self._diabetes_without] *= _GIVE_WAY
         for j, score, p in combined:
             if j is None:
                 continue
@@ -630,11 +632,11 @@ class CatalogMatcher:
 
     def _combine_coronary(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """Coronary atherosclerosis with the best angina named: I25.11x, with the angina's sentence."""
-        angina = {c: float(scores[self.code_to_idx[c]]) for c in CORONARY_WITH if c in self.code_to_idx}
+        angina = {c: float(scores[i]) for c, i in self._angina_idx.items()}
         found = coronary_combination(float(scores[self._condition_idx[CORONARY]].max()), angina)
         if found is not None:
             code, score, angina_code = found
-            j, a = self.code_to_idx[code], self.code_to_idx[angina_code]
+            j, a = self.code_to_idx[code], self._angina_idx[angina_code]
             # The combination includes the angina (I20 excludes it) and says more than its siblings.
             others = self._condition_idx[CORONARY][self._condition_idx[CORONARY] != j]
             scores[others] *= _GIVE_WAY
