@@ -20,6 +20,7 @@ from models.errors import InputError
 from models.predictor import Prediction, encounter_systems
 
 CodeSystem = Literal["ICD-10-CM", "ICD-10-PCS"]
+EncounterClass = Literal["inpatient", "outpatient"]  # models.predictor.ENCOUNTER_CLASSES
 # A string the service stores or looks up: PostgreSQL text cannot hold NUL (SQLite can), so it is refused at
 # the edge and both databases answer alike, 422, where PostgreSQL alone would fail with a 500. As a pattern, so
 # the OpenAPI document says it too.
@@ -69,7 +70,7 @@ class SuggestRequest(BaseModel):
         description="the EHR's id of the note, echoed back; posting one note_id again never queues it twice",
     )
     encounter_id: NoNulStr | None = Field(None, min_length=1, max_length=200, description="the EHR's encounter id")
-    encounter_class: Literal["inpatient", "outpatient"] | None = Field(
+    encounter_class: EncounterClass | None = Field(
         None, description="the encounter's class: an outpatient note gets ICD-10-CM codes only (ICD-10-PCS codes the "
                           "procedures of inpatient stays)",
     )

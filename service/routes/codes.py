@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
@@ -18,6 +18,7 @@ from service.schemas import (
     BatchSuggestRequest,
     BatchSuggestResponse,
     CodeSystem,
+    EncounterClass,
     SuggestRequest,
     SuggestResponse,
 )
@@ -125,7 +126,7 @@ def suggest_fhir(
     queue: QueueDep,
     top_k: Annotated[int, Query(ge=1, le=100)] = 10,
     system: Annotated[list[CodeSystem] | None, Query(description="restrict to these code systems")] = None,
-    encounter_class: Annotated[Literal["inpatient", "outpatient"] | None, Query(
+    encounter_class: Annotated[EncounterClass | None, Query(
         description="the encounter's class: an outpatient note gets ICD-10-CM codes only")] = None,
 ) -> JSONResponse:
     """Code a FHIR R4 DocumentReference (text/plain attachment) into a Bundle of Condition and Procedure."""

@@ -7,9 +7,12 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import get_args
 
+from models.predictor import ENCOUNTER_CLASSES
 from service.auth import Principal
 from service.review_queue import ReviewQueue
+from service.schemas import EncounterClass
 from tests.phi_scan import PHI
 from tests.service_fixtures import Service
 from training.data import load_jsonl
@@ -206,6 +209,7 @@ def test_an_outpatient_note_gets_diagnosis_codes_only(service: Service) -> None:
     assert refused.status_code == 422 and "outpatient note has no ICD-10-PCS codes" in refused.text
     unknown = service.call("POST", "/v1/codes:suggest", "ehr", json={"text": text, "encounter_class": "ambulatory"})
     assert unknown.status_code == 422 and "encounter_class" in unknown.text
+    assert get_args(EncounterClass) == ENCOUNTER_CLASSES  # the API offers the classes the model knows
 
 
 def test_twenty_coders_claim_a_hundred_items_each_exactly_once(service: Service) -> None:
