@@ -94,10 +94,11 @@ def evaluate(
     seconds = time.perf_counter() - started
     scorer = predictor.scorer
     systems_arr = np.asarray(scorer.code_systems)
-    for d, encounter_class in enumerate(encounter_classes or ()):
+    for encounter_class in set(encounter_classes or ()):
         systems = encounter_systems(encounter_class or None, None)
         if systems is not None:
-            probs[d, ~np.isin(systems_arr, systems)] = 0.0
+            notes = [d for d, c in enumerate(encounter_classes) if c == encounter_class]
+            probs[np.ix_(notes, np.flatnonzero(~np.isin(systems_arr, systems)))] = 0.0
     result: dict[str, Any] = {
         "model_version": predictor.model_version,
         "documents": len(ids),

@@ -4,7 +4,8 @@ Every loader returns one row per note with the columns `id`, `text`, `diagnoses`
 ICD-10-CM codes), `procedures` (normalised ICD-10-PCS codes), codes in order of first appearance
 without duplicates, and `encounter_class` ("inpatient", "outpatient", or "" where the data does not say:
 an outpatient note has no ICD-10-PCS codes, and is evaluated so). Every loader fills a `LoadReport` and
-logs its summary: nothing is dropped without being counted. Errors name the file and line (or record), and never quote note text.
+logs its summary: nothing is dropped without being counted. Errors name the file and line (or record),
+and never quote note text.
 
 Code policies shared by all loaders:
 - `on_invalid`: a malformed code is an `InputError` ("error", default) or is dropped and counted ("skip").
