@@ -37,6 +37,8 @@ _CURATED: list[tuple[str, str]] = [
     (r"hfpef", "heart failure with preserved ejection fraction diastolic heart failure"),
     (r"a\s*-?\s*fib|(?-i:AF)", "atrial fibrillation"),
     (r"a\s*-?\s*flutter", "atrial flutter"),
+    # The ventricular rate of atrial fibrillation or flutter, which no code carries: not a ventricular rhythm.
+    (r"(?-i:RVR)", ""),
     # Written out, too: the catalogue names coronary artery disease as atherosclerotic heart disease (I25.1-).
     (r"coronary\s+artery\s+disease|cad", "coronary artery disease atherosclerotic heart disease"),
     (r"nstemi", "non st elevation myocardial infarction"),
@@ -64,6 +66,8 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?-i:ETOH|EtOH)", "alcohol"),
     (r"(?-i:BMI)", "body mass index"),
     (r"(?-i:IDA)", "iron deficiency anemia"),
+    (r"(?-i:ABLA)|acute\s+blood\s+loss\s+anemia", "acute posthemorrhagic anemia"),
+    (r"(?-i:RSV)", "respiratory syncytial virus"),
     (r"(?-i:UGIB)", "upper gastrointestinal hemorrhage"),
     (r"(?-i:LGIB)", "lower gastrointestinal hemorrhage"),
     (r"(?-i:SBO)", "small bowel obstruction"),
@@ -93,14 +97,20 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?:(?<=on\s)|(?<=to\s)|(?<=%\s)|(?<=%))(?-i:RA)|(?-i:RA)(?=\s*(?:sat|spo2|o2))", "room air"),
     (r"(?-i:RA)", "rheumatoid arthritis"),
     (r"(?-i:MS)(?=\s*:)", ""),  # the mental status heading
-    (r"(?-i:MS)(?=\s+(?:flare|relapse|exacerbation|on\b))|(?:relapsing|remitting|progressive)\s+(?-i:MS)",
-     "multiple sclerosis"),
+    # The kind of MS or CP stays a word of its own ("relapsing-remitting MS" is G35.A).
+    ((r"(?-i:MS)(?=\s+(?:flare|relapse|exacerbation|on\b))|(?:(?<=relapsing\s)|(?<=remitting\s)|(?<=progressive\s))"
+      r"(?-i:MS)"), "multiple sclerosis"),
+    ((r"(?:(?<=spastic\s)|(?<=diplegic\s)|(?<=quadriplegic\s)|(?<=hemiplegic\s)|(?<=athetoid\s)|(?<=ataxic\s))"
+      r"(?-i:CP)"), "cerebral palsy"),
     (r"(?-i:CP)(?=\s+(?:x|for|since|at|radiat|with|w/)|\s*$|\s*,)", "chest pain"),
     # Shorthand that carries meaning for the matcher.
     (r"r\s*/\s*o", "rule out"),
     # Substance use disorders as the index has them: moderate or severe is dependence, mild is abuse.
     (r"(?:(?-i:AUD)|alcohol\s+use\s+disorder)\s*,?\s*(?:moderate|severe)", "alcohol dependence"),
     (r"(?:(?-i:AUD)|alcohol\s+use\s+disorder)\s*,?\s*mild", "alcohol abuse"),
+    # Pre-eclampsia as the index grades it: "without severe features" is mild to moderate (O14.0-).
+    (r"pre-?eclampsia\s+without\s+severe\s+features", "mild to moderate pre-eclampsia"),
+    (r"pre-?eclampsia\s+with\s+severe\s+features", "severe pre-eclampsia"),
     # Visits as the Z codes name them.
     (r"well[- ]child\s+(?:check|visit|exam)", "routine child health examination"),
     (r"(?:vaccines?|immunizations?|vaccinations?)\s+(?:given|administered)", "encounter for immunization"),

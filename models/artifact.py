@@ -274,20 +274,25 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # hypertension with heart failure or CKD, diabetes with its complications, coronary atherosclerosis with
 # angina, as their combination; symptoms integral to a definitive diagnosis weigh half; what a note rules
 # out ("MI r/o", "troponin neg", "never smoker") not coded; complete PCS codes, and no inspection beside the
-# procedure it served.
+# procedure it served; an unspecified site kept as a site; a code whose name lies inside the fuller name of a
+# sibling or an Excludes1 partner gives way to it; status after a procedure (Z95.1 for "s/p CABG") and on
+# dialysis; external causes only beside an injury; hemiplegia's dominant side from the handedness; obstetric
+# names without "maternal care for" and with the trimester of the gestational age.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
-                            "nonessential": True, "without_optional": True, "lexicon": 4, "history": True,
-                            "status_codes": True, "combinations": True, "integral_symptoms": 0.5,
+                            "nonessential": True, "without_optional": True, "lexicon": 5, "history": True,
+                            "status_codes": 2, "combinations": True, "integral_symptoms": 0.5,
                             "complete_pcs": True, "inspection_inherent": True, "negation": 2,
-                            "index_defaults": True}
+                            "index_defaults": 2, "unspecified_site": True, "excluded_within": True,
+                            "external_causes": 0.5, "dominance": True, "pregnancy": True}
 # CodiEsp's coders followed conventions of their own: the procedure table row where a note did not tell
 # its codes apart, inspections coded beside other procedures, and symptoms beside the diagnoses they
 # belong to (418 of train's 500 notes; 29 % of its diagnosis codes are symptoms). Its code form leaves
-# these off; they also coded what a note set out to rule out (a differential of 35 codes in one train note).
+# these off; they also coded what a note set out to rule out (a differential of 35 codes in one train note),
+# and codes that an Excludes1 note keeps apart (414 such pairs in 192 of train's 500 notes).
 _CODIESP_CONVENTIONS = {"complete_pcs": False, "inspection_inherent": False, "integral_symptoms": 1.0,
-                        "negation": 1}
+                        "negation": 1, "excluded_within": False}
 
 
 def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", calibrated: bool = True) -> Predictor:

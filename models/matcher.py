@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +36,15 @@ from models.errors import ArtifactError
 from models.history import assign, history_ranges
 from models.pcs_completion import complete, stated_approaches
 from models.scorer import Scored, ScorerState, StateContext
-from models.status import GESTATION, OUTCOME, delivery_outcome, drug_therapy, gestation
+from models.status import (
+    GESTATION,
+    OUTCOME,
+    delivery_outcome,
+    drug_therapy,
+    gestation,
+    procedure_status,
+    trimester,
+)
 from models.text import Segment, SentenceEvidence, split_sentences, tokenize
 
 # Words that carry no information for matching, and the words of "unspecified" style that a note
@@ -48,6 +57,19 @@ _OPTIONAL_TAIL_RE = re.compile(
     r"(,\s*unspecified(\s+\w+){0,2}|,?\s*not elsewhere classified|\s+without complications?)\s*$",
     re.IGNORECASE,
 )
+# What may follow ", unspecified" and still go with it: the kind of detail left unstated, or an organ the
+# condition's own name implies (conjunctivitis is of an eye). Any other word is a site the note must name:
+# "Puncture wound without foreign body, unspecified hip" is no name for a puncture wound of the hand.
+_UNSTATED_DETAIL = frozenset(
+    "site sites side part portion region trimester depth degree stage time class level type organism severity "
+    "weight cause control size person injured incompatibility material reason other eye eyes eyelid lid ear "
+    "in remission relapse".split())
+_UNSPECIFIED_TAIL_RE = re.compile(r",\s*unspecified((?:\s+\w+){0,2})\s*$", re.IGNORECASE)
+# A part of a named site left unstated goes, the site stays: "Sprain of unspecified ligament of right ankle"
+# is what "right ankle sprain" means, "Burn of unspecified degree of right hand" a burn of the right hand.
+_UNSPECIFIED_PART_RE = re.compile(
+    r"\bof unspecified (?:(?:degree|phalanx|front wall|back wall|wall|interphalangeal joint|(?:collateral |cruciate )?"
+    r"ligament|deep veins|veins|deep vessels|blood vessel|bone|nerves?|level|type) )(?=of\b)", re.IGNORECASE)
 _PARENS_RE = re.compile(r"\([^()]*\)")
 _UNCOMPLICATED_RE = re.compile(r",\s*uncomplicated\s*$", re.IGNORECASE)  # what a note that says no more means
 # So does a closing "without ..." clause: "Diverticulitis of large intestine without perforation or abscess
@@ -144,11 +166,23 @@ _LEXICONS = {
 # calculus (K80.00), an incarcerated or strangulated hernia one with obstruction (K40.30).
 _LEXICONS[4] = {**_LEXICONS[3], "calculous": ("calculus",), "incarcerated": ("obstruction",),
                 "strangulated": ("obstruction",)}
+# Version 5 reads the organ a condition's name implies and the index's "Stone - see Calculus": "acute
+# calculous cholecystitis" is K80.00's "calculus of gallbladder with acute cholecystitis", "cholelithiasis"
+# a calculus of the gallbladder, a "stone" in the ureter a ureteral calculus; and "Hemiparesis - see
+# Hemiplegia"; "preeclampsia" as the catalogue's "pre-eclampsia".
+_LEXICONS[5] = {**_LEXICONS[4], "hemiparesis": ("hemiplegia",), "monoparesis": ("monoplegia",),
+                "preeclampsia": ("pre", "eclampsia"),
+                "cholecystitis": ("cholecystitis", "gallbladder"),
+                "cholelithiasis": ("calculus", "gallbladder"), "gallstone": ("calculus", "gallbladder"),
+                "choledocholithiasis": ("calculus", "bile", "duct"), "nephrolithiasis": ("calculus", "kidney"),
+                "ureterolithiasis": ("calculus", "ureter"), "stone": ("calculus",), "stones": ("calculus",),
+                "gallstones": ("calculus", "gallbladder")}
 _NUMBERED = frozenset("type stage grade class".split())
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
 _NUMBER_RE = re.compile(r"\d+[a-z]?")
 
 
+@lru_cache(maxsize=1 << 16)  # the catalogue's names alone ask for it about two million times at start-up
 def _stem(token: str) -> str:
     token = _SYNONYMS.get(token, token)
     if len(token) > 4 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
@@ -242,20 +276,64 @@ _UNSTATED_RES = (
     re.compile(r"\s*\[[^\]]*\]"),
 )
 _UNSTATED_CUES = ("type 2", "specified as", "without", "[")  # words without which none of these applies
+# Version 2 also reads what the index makes the default of a few more: an ulcer neither acute nor chronic is
+# "chronic or unspecified" (K25.4 for a bleeding gastric ulcer), osteoarthritis is primary (M17.11), and a
+# condition of the right or the left is unilateral.
+_UNSTATED_RES_2 = (
+    re.compile(r"^chronic or unspecified ", re.IGNORECASE),
+    re.compile(r"\bprimary (?=osteoarthritis)", re.IGNORECASE),
+    re.compile(r"^unilateral (?=.*\b(?:right|left)\b)", re.IGNORECASE),
+)
+_UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral")
 
 
-def _index_defaults(name: str, without_optional: bool = False) -> list[str]:
+def _index_defaults(name: str, without_optional: bool = False, version: int = 1) -> list[str]:
     """The name as a note that leaves out what the catalogue makes the default says it, if that differs
-    (`index_defaults`; with `without_optional`, a "without ..." clause left closing the name goes too)."""
+    (`index_defaults`, 1 or 2; with `without_optional`, a "without ..." clause left closing the name goes too)."""
     lower = name.lower()
-    if not any(cue in lower for cue in _UNSTATED_CUES):
+    patterns, cues = _UNSTATED_RES, _UNSTATED_CUES
+    if version >= 2:
+        patterns, cues = patterns + _UNSTATED_RES_2, cues + _UNSTATED_CUES_2
+    if not any(cue in lower for cue in cues):
         return []
     short = name
-    for pattern in _UNSTATED_RES:
+    for pattern in patterns:
         short = pattern.sub("", short)
     if without_optional:
         short = _WITHOUT_TAIL_RE.sub("", short)
     return [short] if short.strip() and short != name else []
+
+
+_OBSTETRIC_RE = re.compile(r"^maternal care for |,\s*not applicable or unspecified$", re.IGNORECASE)
+_TRIMESTER_RE = re.compile(r",\s*(first|second|third|unspecified) trimester\b", re.IGNORECASE)
+_TRIMESTERS = {"first": 1, "second": 2, "third": 3, "unspecified": 4}
+# Weight of an obstetric name by the trimester it leaves to the note (0: none, 1-3, 4: unspecified), for a
+# note of each trimester (0: none stated).
+_STAGE_WEIGHTS = {
+    0: np.asarray([1, _GIVE_WAY, _GIVE_WAY, _GIVE_WAY, 1], np.float32),
+    **{t: np.asarray([1, *(1 if s == t else 0 for s in (1, 2, 3)), _GIVE_WAY], np.float32) for t in (1, 2, 3)},
+}
+# `dominance`: a name's "affecting right dominant side" is also the side alone ("R hemiparesis" is G81.91),
+# kept where the note's handedness makes that side dominant (or nondominant) as the name says.
+_DOMINANCE_RE = re.compile(r"affecting (right|left) (dominant|nondominant) side", re.IGNORECASE)
+_SIDES = {("right", "dominant"): 1, ("right", "nondominant"): 2, ("left", "dominant"): 3, ("left", "nondominant"): 4}
+_HANDED_RE = re.compile(r"\b(?:(right|left|r|l)[- ]?handed|(ambidextrous))\b", re.IGNORECASE)
+# Weight of a name of each side kind (0: not sided, then _SIDES' order) by the note's handedness.
+_HANDED_SIDES = {
+    "right": np.asarray([1, 1, 0, 0, 1], np.float32),  # also the default (no handedness stated)
+    "left": np.asarray([1, 0, 1, 1, 0], np.float32),
+    "ambidextrous": np.asarray([1, 1, 0, 1, 0], np.float32),
+}
+
+
+def _handedness(text: str) -> str:
+    """The hand a note says the patient uses: right (also when it says nothing), left or ambidextrous."""
+    match = _HANDED_RE.search(text)
+    if match is None:
+        return "right"
+    if match.group(2):
+        return "ambidextrous"
+    return "left" if match.group(1).lower() in ("left", "l") else "right"
 
 
 def _negate_before_closing_cue(tokens: list[str]) -> list[str]:
@@ -272,10 +350,21 @@ def _negate_before_closing_cue(tokens: list[str]) -> list[str]:
     return [*tokens[:start], "no", *tokens[start:]]
 
 
+def _keep_unspecified_site(name: str) -> str:
+    """The name with a closing ", unspecified <site>" as ", <site>" (`unspecified_site`): the site stays."""
+    name = _UNSPECIFIED_PART_RE.sub("", name)
+    match = _UNSPECIFIED_TAIL_RE.search(name)
+    if not match or set(match.group(1).lower().split()) <= _UNSTATED_DETAIL:
+        return name
+    return name[:match.start()] + "," + match.group(1)
+
+
 def _name_variants(description: str, system: str, encounter_optional: bool = False,
-                   nonessential: bool = False, without_optional: bool = False) -> list[str]:
+                   nonessential: bool = False, without_optional: bool = False,
+                   unspecified_site: bool = False) -> list[str]:
     """The description and its forms without the parts a note rarely states (with `encounter_optional`,
-    also ", initial encounter": the default encounter of an injury; with `nonessential`, ", uncomplicated")."""
+    also ", initial encounter": the default encounter of an injury; with `nonessential`, ", uncomplicated";
+    with `unspecified_site`, a closing ", unspecified <site>" keeps its site)."""
     variants = [description]
     core = _PARENS_RE.sub(" ", description)
     if encounter_optional:
@@ -284,6 +373,8 @@ def _name_variants(description: str, system: str, encounter_optional: bool = Fal
         core = _UNCOMPLICATED_RE.sub("", core)
     if without_optional and system == "ICD-10-CM":
         core = _WITHOUT_TAIL_RE.sub("", _WITHOUT_BEFORE_SITE_RE.sub("", core))
+    if unspecified_site and system == "ICD-10-CM":
+        core = _keep_unspecified_site(core)
     core = _OPTIONAL_TAIL_RE.sub("", core)
     if system == "ICD-10-PCS":
         core = _APPROACH_RE.sub("", core)
@@ -346,18 +437,27 @@ class CatalogMatcher:
         history: bool = False,
         nonessential: bool = False,
         lexicon: int = 1,
-        status_codes: bool = False,
+        status_codes: int = 0,
         complete_pcs: bool = False,
         combinations: bool = False,
         inspection_inherent: bool = False,
         integral_symptoms: float = 1.0,
         without_optional: bool = False,
         negation: int = 1,
-        index_defaults: bool = False,
+        index_defaults: int = 0,
+        unspecified_site: bool = False,
+        excluded_within: bool = False,
+        external_causes: float = 1.0,
+        dominance: bool = False,
+        pregnancy: bool = False,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
             raise ValueError(f"unknown matcher lexicon {lexicon} (known: {sorted(_LEXICONS)})")
+        if int(status_codes) not in (0, 1, 2):
+            raise ValueError(f"unknown matcher status_codes {status_codes} (known: [0, 1, 2])")
+        if int(index_defaults) not in (0, 1, 2):
+            raise ValueError(f"unknown matcher index_defaults {index_defaults} (known: [0, 1, 2])")
         unknown = set(calibration or {}) - set(systems)
         if unknown:
             raise ArtifactError(f"matcher calibration for code systems it does not score: {sorted(unknown)}")
@@ -367,6 +467,8 @@ class CatalogMatcher:
         self.other_specified = other_specified
         self.later_encounter = later_encounter
         other_codes: list[bool] = []
+        name_stage: list[int] = []  # per name: the trimester it leaves to the note (`pregnancy`), or 0
+        name_side: list[int] = []  # per name: the side and dominance it leaves to the note's handedness, or 0
         later_codes: list[bool] = []
         self.codes: list[str] = []
         self.code_systems: list[str] = []
@@ -386,15 +488,32 @@ class CatalogMatcher:
                 # descriptions without ", uncomplicated".
                 if nonessential:
                     inclusion = [v for t in inclusion for v in dict.fromkeys([t, _PARENS_RE.sub(" ", t)])]
-                variants = _name_variants(description, system, later_encounter < 1.0, nonessential, without_optional)
+                variants = _name_variants(description, system, later_encounter < 1.0, nonessential, without_optional,
+                                          unspecified_site)
                 if index_defaults and system == "ICD-10-CM":
-                    variants += [form for v in variants for form in _index_defaults(v, without_optional)]
-                for name in [*variants, *inclusion]:
+                    variants += [form for v in variants
+                                 for form in _index_defaults(v, without_optional, int(index_defaults))]
+                stage = 0  # the trimester an obstetric name leaves to the note (4: it says "unspecified trimester")
+                if pregnancy and system == "ICD-10-CM" and code.startswith("O"):
+                    obstetric = _OBSTETRIC_RE.sub("", description)
+                    stated = _TRIMESTER_RE.search(obstetric)
+                    if stated:
+                        stage = _TRIMESTERS[stated.group(1).lower()]
+                        obstetric = _TRIMESTER_RE.sub("", obstetric)
+                    if obstetric != description:
+                        variants.append(obstetric)
+                sided = _DOMINANCE_RE.search(description) if dominance and system == "ICD-10-CM" else None
+                if sided:  # also the side alone, which the note's handedness makes dominant or not
+                    variants.append(_DOMINANCE_RE.sub(lambda m: m.group(1), description))
+                for name in dict.fromkeys([*variants, *inclusion]):
                     terms = tuple(dict.fromkeys(_terms(name, lexicon=lexicon)))
                     if terms and terms not in seen:
                         seen.add(terms)
                         names.append(list(terms))
                         name_code.append(code_idx)
+                        name_stage.append(stage if name not in (description, *inclusion) else 0)
+                        name_side.append(_SIDES[sided.group(1).lower(), sided.group(2).lower()]
+                                         if sided and not _DOMINANCE_RE.search(name) else 0)
         vocab: dict[str, int] = {}
         rows, cols = [], []
         for i, terms in enumerate(names):
@@ -412,6 +531,17 @@ class CatalogMatcher:
         self._name_weights = (presence @ sp.diags(self.idf)).T.tocsr()  # (vocab, names)
         self._name_mass = np.asarray(presence @ self.idf).ravel()  # (names,)
         self._name_code = np.asarray(name_code, dtype=np.int64)
+        # Guideline I.C.6.a: hemiplegia of the right side is of the dominant side, of the left side of the
+        # nondominant side, unless the note says which hand the patient uses (ambidextrous: dominant).
+        self.dominance = dominance
+        self._name_side = np.asarray(name_side, dtype=np.int64)
+        # Chapter 15: an obstetric name holds without "maternal care for", which a note does not say, without
+        # the single fetus of its 7th character 0, and without its trimester where the gestational age the
+        # note gives falls in it (guideline I.C.15.a.3); a name of another trimester does not.
+        self.pregnancy = pregnancy
+        self._name_stage = np.asarray(name_stage, dtype=np.int64)
+        self._presence = presence  # each name's words, to tell a name inside another apart (`excluded_within`)
+        self._catalog = catalog
         # Guideline: a note that names a condition without more detail is coded to the documented,
         # unspecified code, not to "other specified"; such codes' names weigh `other_specified` (1: as any).
         self._name_prior = np.where(np.asarray(other_codes, bool)[self._name_code], np.float32(other_specified),
@@ -426,7 +556,13 @@ class CatalogMatcher:
         if negation not in (1, 2):
             raise ValueError(f"unknown matcher negation {negation} (known: [1, 2])")
         self.negation = negation
-        self.index_defaults = index_defaults
+        self.index_defaults = int(index_defaults)
+        self.unspecified_site = unspecified_site
+        # Code to the highest specificity the note supports: a code whose name the same sentence matched only
+        # through words of a fuller name it matched in full, of a sibling or of a code the tabular list's
+        # Excludes1 notes keep apart from it, gives way to that code ("acute cholecystitis" inside "calculus
+        # of gallbladder with acute cholecystitis"; "iron deficiency" inside "iron deficiency anemia").
+        self.excluded_within = excluded_within
         self.lexicon = lexicon
         # Guideline: a condition named in a personal history ("history of stroke") or of a relative
         # ("father had colon cancer") is coded with its history code (Z86.73, Z80.0); models.history.
@@ -440,9 +576,10 @@ class CatalogMatcher:
                     if code is not None:
                         target[i] = self.code_to_idx[code]
                 self._history_code.append(target)
-        # Long-term drug therapy (Z79) and weeks of gestation (Z3A) from the drugs and gestational age a
-        # note names (models.status), not from names.
-        self.status_codes = status_codes
+        # Long-term drug therapy (Z79), weeks of gestation (Z3A) and a delivery's outcome (Z37) from the
+        # drugs, gestational age and birth a note names (models.status), not from names; with 2, also the
+        # status after a past procedure (Z90, Z94-Z96) and a dependence on dialysis (Z99.2).
+        self.status_codes = int(status_codes)
         # Hypertension with heart failure or CKD, diabetes with its complications and coronary
         # atherosclerosis with angina are coded as their combination (models.combinations).
         self.combinations = combinations
@@ -476,6 +613,12 @@ class CatalogMatcher:
         cm = systems == "ICD-10-CM"
         chapter = np.asarray([c[0] for c in self.codes])
         self._symptom = cm & (chapter == "R")
+        # Guideline I.C.20: an external cause code (V00-Y99) tells how an injury or other health condition
+        # came about; with `external_causes` < 1 one weighs that much in a note that names no injury, poisoning
+        # or other consequence of an external cause (S00-T88): "ECG" is no activity (Y93.9).
+        self.external_causes = external_causes
+        self._external = cm & np.isin(chapter, ["V", "W", "X", "Y"])
+        self._injury = cm & np.isin(chapter, ["S", "T"])
         self._definitive = cm & ~np.isin(chapter, ["R", "Z", "V", "W", "X", "Y"])
         # Codes of one category (CM) or one root operation and body part (PCS) are siblings: a
         # sentence names one concept, so its second-best sibling is worth less than its best.
@@ -553,6 +696,10 @@ class CatalogMatcher:
         if self._name_later is not None:
             plain = np.asarray([not _LATER_CUE_RE.search(s.text) for s in segments])
             name_scores *= np.where(self._name_later[name_idx] & plain[sent_idx], np.float32(self.later_encounter), 1.0)
+        if self.dominance:
+            name_scores *= _HANDED_SIDES[_handedness(text)][self._name_side[name_idx]]
+        if self.pregnancy:
+            name_scores *= _STAGE_WEIGHTS[trimester(text) or 0][self._name_stage[name_idx]]
         code_idx = self._name_code[name_idx]
         if self.history:
             sent_idx, code_idx, name_scores = self._history_matches(*views[1:], sent_idx, code_idx, name_scores)
@@ -561,6 +708,9 @@ class CatalogMatcher:
         codes_sorted = code_idx[order]
         _, first = np.unique(codes_sorted, return_index=True)
         best = order[first]
+        if self.excluded_within:
+            plain = best[best < len(name_idx)]  # history codes come from no name of their own
+            name_scores[plain] *= self._excluded_within(views[0], sent_idx[plain], code_idx[plain], name_idx[plain])
         best = best[np.argsort(-name_scores[best], kind="stable")]
         # Rank of each code among the siblings matched in the same sentence, best first.
         keys = self._code_group[code_idx[best]] * (len(segments) + 1) + sent_idx[best]
@@ -586,6 +736,8 @@ class CatalogMatcher:
             scores[i], best_segment[i] = 0.0, -1
         if self.inspection_inherent:
             self._inspection_inherent(scores)
+        if self.external_causes < 1.0 and scores[self._injury].max(initial=0.0) < _DEFINITIVE:
+            scores[self._external] *= np.float32(self.external_causes)
         if self.integral_symptoms < 1.0 and scores[self._definitive].max(initial=0.0) >= _DEFINITIVE:
             # A symptom a diagnosis statement names is the note's diagnosis, whichever sentence matched it best.
             stated = np.asarray([bool(_DIAGNOSIS_STATEMENT_RE.search(seg.text)) for seg in segments])
@@ -594,6 +746,27 @@ class CatalogMatcher:
             integral = self._symptom & (scores > 0) & ~in_statement
             scores[integral] *= np.float32(self.integral_symptoms)
         return MatchResult(segments, best_segment, scores)
+
+    def _excluded_within(self, words: sp.csr_matrix, sentences: np.ndarray, codes: np.ndarray,
+                         names: np.ndarray) -> np.ndarray:
+        """The weight of each (sentence, code, name): `_GIVE_WAY` for an ICD-10-CM code whose name's words lie
+        inside the name of a sibling (same category) or an Excludes1 partner that the same sentence matched
+        in full, else 1."""
+        cm_catalog, indptr, indices = self._catalog.cm, self._presence.indptr, self._presence.indices
+        by_sentence: dict[int, list[tuple[int, int, frozenset[int], bool]]] = {}
+        for k, (sentence, code, name) in enumerate(zip(sentences.tolist(), codes.tolist(), names.tolist())):
+            if self.code_systems[code] == "ICD-10-CM":
+                said = frozenset(words.indices[words.indptr[sentence]:words.indptr[sentence + 1]].tolist())
+                terms = frozenset(indices[indptr[name]:indptr[name + 1]].tolist())
+                by_sentence.setdefault(sentence, []).append((k, code, terms & said, terms <= said))
+        weights = np.ones(len(codes), dtype=np.float32)
+        for found in by_sentence.values():
+            for k, a, terms_a, _ in found:
+                if any(full and terms_a < terms_b and (self._code_group[a] == self._code_group[b]
+                                                       or cm_catalog.are_excludes1(self.codes[a], self.codes[b]))
+                       for _, b, terms_b, full in found):
+                    weights[k] = _GIVE_WAY
+        return weights
 
     def _inspection_inherent(self, scores: np.ndarray) -> None:
         """Each inspection below half the best other procedure on its body system, where one is named."""
@@ -657,9 +830,12 @@ class CatalogMatcher:
 
     def _add_status_codes(self, text: str, segments: list[Segment], scores: np.ndarray,
                           best_segment: np.ndarray) -> None:
-        """Z79, Z3A and Z37 codes into `scores` (in place), each with its sentence; several drugs of one sentence
-        are all taken, not siblings of one another."""
+        """Z79, Z3A and Z37 codes (with `status_codes` 2 also Z90, Z94-Z96 and Z99.2) into `scores` (in place),
+        each with its sentence; several drugs of one sentence are all taken, not siblings of one another."""
         found = [(i, code, score) for i, seg in enumerate(segments) for code, score in drug_therapy(seg.text).items()]
+        if self.status_codes >= 2:
+            found += [(i, code, score) for i, seg in enumerate(segments)
+                      for code, score in procedure_status(seg.text).items()]
         for stated, score in ((gestation(text), GESTATION), (delivery_outcome(text), OUTCOME)):
             if stated is not None:
                 found.append((next(i for i, seg in enumerate(segments) if seg.end > stated[1]), stated[0], score))
@@ -694,7 +870,10 @@ class CatalogMatcher:
                     "status_codes": self.status_codes, "combinations": self.combinations,
                     "complete_pcs": self.complete_pcs, "inspection_inherent": self.inspection_inherent,
                     "integral_symptoms": self.integral_symptoms, "without_optional": self.without_optional,
-                    "negation": self.negation, "index_defaults": self.index_defaults, "calibration": self.calibration}
+                    "negation": self.negation, "index_defaults": self.index_defaults,
+                    "unspecified_site": self.unspecified_site, "excluded_within": self.excluded_within,
+                    "external_causes": self.external_causes, "dominance": self.dominance,
+                    "pregnancy": self.pregnancy, "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

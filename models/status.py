@@ -1,5 +1,6 @@
-"""Status codes a note states in passing: long-term drug therapy (Z79), the weeks of gestation (Z3A) and
-the outcome of a delivery (Z37).
+"""Status codes a note states in passing: long-term drug therapy (Z79), the weeks of gestation (Z3A), the
+outcome of a delivery (Z37), and an organ removed, a graft or device in place or a dependence on dialysis
+(Z90, Z94-Z96, Z99.2).
 
 None has a name a note would use: "on apixaban" is Z79.01 (long-term use of anticoagulants), "G2P1 at
 28w3d" is Z3A.28, "delivered a viable male infant" Z37.0 (single live birth). They come from a curated
@@ -92,6 +93,16 @@ def gestation(text: str) -> tuple[str, int] | None:
     return None
 
 
+def trimester(text: str) -> int | None:
+    """The trimester (1-3) of the gestational age a pregnancy note gives (guideline I.C.15.a.3: the first
+    ends before 14 weeks 0 days, the second before 28 weeks 0 days), or None."""
+    stated = gestation(text)
+    if stated is None:
+        return None
+    weeks = int(stated[0][4:])  # Z3A.01 is "less than 8 weeks", Z3A.49 "greater than 42 weeks"
+    return 1 if weeks < 14 else 2 if weeks < 28 else 3
+
+
 # Guideline I.C.15.b.5: every maternal record of a delivery carries its outcome (Z37). A delivery and a
 # liveborn or stillborn infant, in a note about a pregnancy.
 _DELIVERY_RE = re.compile(r"\b(?:deliver(?:y|ed)|cesarean|c-section|SVD|NSVD|VBAC)\b", re.IGNORECASE)
@@ -116,3 +127,45 @@ def delivery_outcome(text: str) -> tuple[str, int] | None:
     if live is not None:
         return ("Z37.2" if twins else "Z37.0"), live.start()
     return ("Z37.4" if twins else "Z37.1"), still.start()
+
+
+# Guidelines I.C.21.c.3 (status) and I.C.21.c.4 (history): an organ removed, a graft or device in place, a
+# dependence on dialysis are coded from a note that says so in passing ("s/p CABG", "on HD"). A curated table
+# of the commonest, each with its side where the code has one (right, left, bilateral, unstated).
+_PAST = r"(?:s\s*/\s*p|status\s+post|h\s*/\s*o|hx|history|prior|previous|remote)\b(?:\s+of\b)?"
+_SIDED = r"(?:\s+(?P<side>r|l|right|left|b/?l|bilat(?:eral)?))?"
+_STATUS = (
+    (r"cabg|coronary\s+artery\s+bypass", ("Z95.1",)),
+    (r"(?:pci|ptca|coronary\s+stents?|des)", ("Z95.5",)),
+    (r"(?:permanent\s+)?pacemaker|ppm", ("Z95.0",)),
+    (r"mastectomy", ("Z90.11", "Z90.12", "Z90.13", "Z90.10")),
+    (r"(?:total\s+)?knee\s+(?:arthroplasty|replacement)|tka|tkr", ("Z96.651", "Z96.652", "Z96.653", "Z96.659")),
+    (r"(?:total\s+)?hip\s+(?:arthroplasty|replacement)|tha|thr", ("Z96.641", "Z96.642", "Z96.643", "Z96.649")),
+    (r"(?:total\s+)?hysterectomy", ("Z90.710",)),
+    (r"nephrectomy", ("Z90.5",)),
+    (r"splenectomy", ("Z90.81",)),
+    (r"(?:kidney|renal)\s+transplant", ("Z94.0",)),
+)
+_STATUS_RES = tuple((re.compile(rf"\b{_PAST}\s*{_SIDED}\s*(?:{what})\b", re.IGNORECASE), codes)
+                    for what, codes in _STATUS)
+_DIALYSIS_RE = re.compile(r"\b(?:on|via|receiving|dependent\s+on)\s+(?:hemodialysis|(?-i:HD|PD)|peritoneal\s+dialysis|"
+                          r"dialysis)\b|\bdialysis[- ]dependent\b", re.IGNORECASE)
+STATUS = 0.8
+
+
+def _side(word: str | None) -> int:
+    """The index of a sided code: right, left, bilateral, unstated."""
+    word = (word or "").lower().replace("/", "")
+    return 0 if word in ("r", "right") else 1 if word in ("l", "left") else 2 if word.startswith("b") else 3
+
+
+def procedure_status(sentence: str) -> dict[str, float]:
+    """The status codes of a sentence: an organ removed, a graft or device in place after a past procedure,
+    or a dependence on dialysis, each at `STATUS`."""
+    found = {}
+    for pattern, codes in _STATUS_RES:
+        for match in pattern.finditer(sentence):
+            found[codes[_side(match.group("side")) if len(codes) > 1 else 0]] = STATUS
+    if _DIALYSIS_RE.search(sentence):
+        found["Z99.2"] = STATUS
+    return found

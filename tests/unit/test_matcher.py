@@ -258,3 +258,60 @@ def test_names_as_a_note_that_leaves_out_the_default_says_them(matcher: CatalogM
     assert _top_system(matcher, "Impression: gastric ulcer.", "ICD-10-CM", 1) == ["K25.9"]
     # A "without ..." clause before the laterality.
     assert _top_system(matcher, "Dx: acute suppurative otitis media, R ear.", "ICD-10-CM", 1) == ["H66.001"]
+    # Version 2: an ulcer neither acute nor chronic is "chronic or unspecified", osteoarthritis is primary
+    # and of one side unilateral.
+    assert _top_system(matcher, "Dx: bleeding duodenal ulcer.", "ICD-10-CM", 1) == ["K26.4"]
+    assert _top_system(matcher, "Preop dx: osteoarthritis, R knee.", "ICD-10-CM", 1) == ["M17.11"]
+
+
+def test_an_unspecified_site_is_a_site_and_an_unstated_part_is_left_out(matcher: CatalogMatcher) -> None:
+    # "Puncture wound without foreign body, unspecified hip" is no name for a puncture wound of the hand.
+    text = "Dx: puncture wound R hand."
+    scores = matcher.match(text).scores
+    assert _top_system(matcher, text, "ICD-10-CM", 1) == ["S61.431A"]
+    assert scores[matcher.code_to_idx["S71.039A"]] == 0
+    # "Sprain of unspecified ligament of right ankle" is what "R ankle sprain" means.
+    assert _top_system(matcher, "Dx: R ankle sprain.", "ICD-10-CM", 1) == ["S93.401A"]
+
+
+def test_a_name_inside_a_fuller_one_of_its_category_or_an_excludes1_partner_gives_way(
+        matcher: CatalogMatcher) -> None:
+    def ratio(text: str, inside: str, fuller: str) -> float:
+        scores = matcher.match(text).scores
+        return float(scores[matcher.code_to_idx[inside]] / scores[matcher.code_to_idx[fuller]])
+
+    # K81.0 (acute cholecystitis) excludes cholecystitis with cholelithiasis (K80.-); E61.1 (iron
+    # deficiency) excludes iron deficiency anemia (D50.-); J21.9 and J21.0 are siblings.
+    assert ratio("Dx: acute calculous cholecystitis.", "K81.0", "K80.00") < 0.5
+    assert ratio("Iron deficiency anemia.", "E61.1", "D50.9") < 0.5
+    assert ratio("Dx: acute bronchiolitis due to RSV.", "J21.9", "J21.0") < 0.5
+    # Only beside a fuller name the sentence matched in full: "bilateral" is not said, so K40.00 takes nothing.
+    assert _top_system(matcher, "Dx: incarcerated R inguinal hernia, no gangrene.", "ICD-10-CM", 1) == ["K40.30"]
+
+
+def test_status_after_a_procedure_and_on_dialysis(matcher: CatalogMatcher) -> None:
+    text = "CAD s/p CABG x3 (2019). ESRD on HD MWF. Hx breast cancer s/p L mastectomy."
+    top = _top_system(matcher, text, "ICD-10-CM", 10)
+    assert {"Z95.1", "Z99.2", "Z90.12"} <= set(top)
+    # A procedure done now is no status.
+    assert "Z96.651" not in _top_system(matcher, "Procedure: R total knee arthroplasty.", "ICD-10-CM", 10)
+
+
+def test_external_causes_only_beside_an_injury(matcher: CatalogMatcher) -> None:
+    # The "activity" of an ECG's expansion is no external cause without an injury.
+    scores = matcher.match("ECG NSR. Dx: orthostatic hypotension.").scores
+    assert scores[matcher.code_to_idx["Y93.9"]] < 0.5 * scores[matcher.code_to_idx["I95.1"]]
+
+
+def test_hemiplegia_of_the_dominant_side_by_handedness(matcher: CatalogMatcher) -> None:
+    # I.C.6.a: the right side is dominant unless the note says the patient is left-handed.
+    assert _top_system(matcher, "Deficits: R hemiparesis.", "ICD-10-CM", 1) == ["G81.91"]
+    assert _top_system(matcher, "72F, left-handed. Deficits: R hemiparesis.", "ICD-10-CM", 1) == ["G81.93"]
+    assert _top_system(matcher, "Deficits: L hemiparesis.", "ICD-10-CM", 1) == ["G81.94"]
+
+
+def test_obstetric_names_with_the_trimester_of_the_gestational_age(matcher: CatalogMatcher) -> None:
+    text = "OB visit. G1P0 at 34w1d. Dx: preeclampsia without severe features."
+    assert _top_system(matcher, text, "ICD-10-CM", 1) == ["O14.03"]
+    # "Maternal care for breech presentation, not applicable or unspecified" (a single fetus).
+    assert "O32.1XX0" in _top_system(matcher, "G1P0 at 38w6d. Dx: breech presentation.", "ICD-10-CM", 3)
