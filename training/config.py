@@ -39,14 +39,24 @@ class MatcherModelConfig(_Strict):
     without_optional: bool = Field(False, description="diagnosis names also without a closing 'without ...' clause")
     negation: Literal[1, 2] = Field(
         1, description="negation cues version (2: also cues closing their clause, 'troponin neg'; 'never'; 'r/o')")
-    lexicon: Literal[1, 2, 3, 4] = Field(
+    lexicon: Literal[1, 2, 3, 4, 5] = Field(
         1, description="synonym lexicon version (2: cancer as 'malignant neoplasm'; 3: also 'hypoxic' as 'hypoxia'; "
-                       "4: also 'type 1' as one term, 'calculous' as 'calculus')")
-    index_defaults: bool = Field(
-        False, description="names also as a note that leaves out the default says them: untyped diabetes as type 2, "
-                           "'unspecified as acute or chronic', [brackets]")
-    status_codes: bool = Field(
-        False, description="long-term drug therapy (Z79), weeks of gestation (Z3A), delivery outcome (Z37)")
+                       "4: also 'type 1' as one term, 'calculous' as 'calculus'; 5: also 'stone' as 'calculus', the "
+                       "organ a condition implies, hemiparesis as hemiplegia)")
+    index_defaults: int = Field(
+        0, ge=0, le=2, description="names also as a note that leaves out the default says them (1 or true: untyped "
+                                   "diabetes as type 2, 'unspecified as acute or chronic', [brackets]; 2: also "
+                                   "'chronic or unspecified' ulcers, primary osteoarthritis, unilateral)")
+    status_codes: int = Field(
+        0, ge=0, le=2, description="status codes (1 or true: long-term drug therapy Z79, weeks of gestation Z3A, "
+                                   "delivery outcome Z37; 2: also status after a past procedure, dialysis)")
+    unspecified_site: bool = Field(False, description="a closing ', unspecified <site>' keeps its site")
+    excluded_within: bool = Field(
+        False, description="a name inside a fuller one of a sibling or an Excludes1 partner, matched in full, weighs half")
+    external_causes: float = Field(1.0, gt=0, le=1,
+                                   description="weight of external cause codes (V00-Y99) in a note without an injury")
+    dominance: bool = Field(False, description="hemiplegia's dominant side from the note's handedness")
+    pregnancy: bool = Field(False, description="obstetric names without 'maternal care for', with the note's trimester")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: bool = Field(
         False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications, "

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from models.artifact import DEFAULT_MATCHER_SETTINGS
 from models.errors import InputError
-from training.config import HybridModelConfig, TransformerModelConfig, load_config
+from training.config import HybridModelConfig, MatcherModelConfig, TransformerModelConfig, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -33,3 +34,10 @@ def test_typo_names_file_and_field(tmp_path: Path) -> None:
     bad.write_text("model: {kind: linear}\nthresholds: {accept: 2}\n")
     with pytest.raises(InputError, match=r"thresholds\.accept"):
         load_config(bad)
+
+
+def test_a_recipe_can_say_every_setting_of_the_embedded_default() -> None:
+    # A trained recipe chooses the default's conventions for its matcher by the same keys under `matcher:`.
+    assert set(DEFAULT_MATCHER_SETTINGS) <= set(MatcherModelConfig.model_fields)
+    config = MatcherModelConfig(**DEFAULT_MATCHER_SETTINGS)
+    assert {k: getattr(config, k) for k in DEFAULT_MATCHER_SETTINGS} == DEFAULT_MATCHER_SETTINGS
