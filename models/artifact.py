@@ -285,7 +285,8 @@ DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "late
                             "status_codes": 2, "combinations": True, "integral_symptoms": 0.5,
                             "complete_pcs": True, "inspection_inherent": True, "negation": 2,
                             "index_defaults": 2, "unspecified_site": True, "excluded_within": True,
-                            "external_causes": 0.5, "dominance": True, "pregnancy": True}
+                            "external_causes": 0.5, "dominance": True, "pregnancy": True, "sex": True,
+                            "encounter": True}
 # CodiEsp's coders followed conventions of their own: the procedure table row where a note did not tell
 # its codes apart, inspections coded beside other procedures, and symptoms beside the diagnoses they
 # belong to (418 of train's 500 notes; 29 % of its diagnosis codes are symptoms). Its code form leaves

@@ -326,6 +326,48 @@ _HANDED_SIDES = {
 }
 
 
+_SUBSEQUENT_RE = re.compile(r",\s*subsequent encounter(?:\s+for(?:\s+closed)?\s+fracture)?(?:\s+with routine healing)?",
+                            re.IGNORECASE)
+_SEQUELA_RE = re.compile(r",\s*sequela\s*$", re.IGNORECASE)
+_NOTE_SEQUELA_RE = re.compile(r"\b(?:sequelae?|late effects?)\b", re.IGNORECASE)
+_NOTE_SUBSEQUENT_RE = re.compile(
+    r"\b(?:subsequent encounter|healing|healed|aftercare|nonunion|malunion|cast (?:removed|off|change)"
+    r"|\d+\s*(?:wk|wks|weeks?|mo|months?) (?:after|post|s/p)|fracture clinic)\b", re.IGNORECASE)
+# Weight of a name by the encounter it leaves to the note (0: none, 1: subsequent, 2: sequela, 3: initial),
+# for a note of each encounter.
+_ENCOUNTER_WEIGHTS = {"initial": np.asarray([1, 0, 0, 1], np.float32),
+                      "subsequent": np.asarray([1, 1, 0, _GIVE_WAY], np.float32),
+                      "sequela": np.asarray([1, 0, 1, _GIVE_WAY], np.float32)}
+
+
+def _note_encounter(text: str) -> str:
+    """The encounter a note's words make it for its injuries: sequela, subsequent, else initial."""
+    return "sequela" if _NOTE_SEQUELA_RE.search(text) else "subsequent" if _NOTE_SUBSEQUENT_RE.search(text) \
+        else "initial"
+
+
+# `sex`: "female breast" and "male breast" also without the sex, kept where the note's patient has it. A
+# note that does not say is taken as a woman's, as about 99 % of breast cancers are.
+_SEXED_RE = re.compile(r"\b(female|male) (?=breast)", re.IGNORECASE)
+_SEX_KIND = {"female": 1, "male": 2}
+_SEX_WEIGHTS = {"female": np.asarray([1, 1, 0], np.float32), "male": np.asarray([1, 0, 1], np.float32),
+                "": np.asarray([1, 1, _GIVE_WAY], np.float32)}
+# An age and a sex ("58F", "9yo F", "62-year-old man"), not a temperature ("101.2 F") or a catheter ("14F Foley").
+_PATIENT_SEX_RE = re.compile(
+    r"(?<![\d.°])\b\d{1,3}\s*(?:-?\s*(?:yo|y/o|y\.o\.|year[- ]old|years? old)\s*)?(?-i:([FM]))\b"
+    r"(?!\s*(?:foley|fr\b|french|catheter|sheath))|\b(woman|female|girl|lady|man|male|boy|gentleman)\b", re.IGNORECASE)
+_DEMOGRAPHICS_CHARS = 200  # where a note says who the patient is
+
+
+def _patient_sex(text: str) -> str:
+    """The patient's sex as the note's opening demographics say it ("58F", "a 62-year-old man"), or ""."""
+    match = _PATIENT_SEX_RE.search(text[:_DEMOGRAPHICS_CHARS])
+    if match is None:
+        return ""
+    said = (match.group(1) or match.group(2)).lower()
+    return "female" if said in ("f", "woman", "female", "girl", "lady") else "male"
+
+
 def _handedness(text: str) -> str:
     """The hand a note says the patient uses: right (also when it says nothing), left or ambidextrous."""
     match = _HANDED_RE.search(text)
@@ -450,6 +492,8 @@ class CatalogMatcher:
         external_causes: float = 1.0,
         dominance: bool = False,
         pregnancy: bool = False,
+        sex: bool = False,
+        encounter: bool = False,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
@@ -468,6 +512,8 @@ class CatalogMatcher:
         self.later_encounter = later_encounter
         other_codes: list[bool] = []
         name_stage: list[int] = []  # per name: the trimester it leaves to the note (`pregnancy`), or 0
+        name_encounter: list[int] = []  # per name: the encounter it leaves to the note (`encounter`), or 0
+        name_sex: list[int] = []  # per name: the sex of the breast it leaves to the note's patient (1 female, 2 male)
         name_side: list[int] = []  # per name: the side and dominance it leaves to the note's handedness, or 0
         later_codes: list[bool] = []
         self.codes: list[str] = []
@@ -502,6 +548,18 @@ class CatalogMatcher:
                         obstetric = _TRIMESTER_RE.sub("", obstetric)
                     if obstetric != description:
                         variants.append(obstetric)
+                later, later_forms = 0, []  # the encounter some names leave to the note's words (`encounter`)
+                if encounter and system == "ICD-10-CM":
+                    later = 1 if _SUBSEQUENT_RE.search(description) else 2 if _SEQUELA_RE.search(description) else 0
+                    if later:
+                        # Its names say no encounter: the note's words weigh them (they replace the names
+                        # that say it, which no note does, so that the words' weights stay as they were).
+                        later_forms = _name_variants(_SEQUELA_RE.sub("", _SUBSEQUENT_RE.sub("", description)), system,
+                                                     False, nonessential, without_optional, unspecified_site)
+                        variants = later_forms
+                sexed = _SEXED_RE.search(description) if sex and system == "ICD-10-CM" else None
+                if sexed:  # also without the sex, which the note's patient gives
+                    variants.append(_SEXED_RE.sub("", description))
                 sided = _DOMINANCE_RE.search(description) if dominance and system == "ICD-10-CM" else None
                 if sided:  # also the side alone, which the note's handedness makes dominant or not
                     variants.append(_DOMINANCE_RE.sub(lambda m: m.group(1), description))
@@ -512,6 +570,10 @@ class CatalogMatcher:
                         names.append(list(terms))
                         name_code.append(code_idx)
                         name_stage.append(stage if name not in (description, *inclusion) else 0)
+                        name_encounter.append(later if name in later_forms
+                                              else 3 if encounter and _INITIAL_ENCOUNTER_RE.search(description)
+                                              and not _INITIAL_ENCOUNTER_RE.search(name) else 0)
+                        name_sex.append(_SEX_KIND[sexed.group(1).lower()] if sexed and not _SEXED_RE.search(name) else 0)
                         name_side.append(_SIDES[sided.group(1).lower(), sided.group(2).lower()]
                                          if sided and not _DOMINANCE_RE.search(name) else 0)
         vocab: dict[str, int] = {}
@@ -539,6 +601,15 @@ class CatalogMatcher:
         # the single fetus of its 7th character 0, and without its trimester where the gestational age the
         # note gives falls in it (guideline I.C.15.a.3); a name of another trimester does not.
         self.pregnancy = pregnancy
+        # A breast's sex is the patient's ("58F w/ R breast cancer" is C50.911, of the right female breast).
+        self.sex = sex
+        # Guideline I.C.19.a: the 7th character is the encounter's, which the note says anywhere ("Fracture
+        # clinic. 4 wk after closed reduction of R Colles' fx. XR: healing." is S52.531D): subsequent-encounter
+        # and sequela names are read without those words and hold where the note's words say so, and an
+        # injury's initial encounter then gives way.
+        self.encounter = encounter
+        self._name_encounter = np.asarray(name_encounter, dtype=np.int64)
+        self._name_sex = np.asarray(name_sex, dtype=np.int64)
         self._name_stage = np.asarray(name_stage, dtype=np.int64)
         self._presence = presence  # each name's words, to tell a name inside another apart (`excluded_within`)
         self._catalog = catalog
@@ -549,7 +620,8 @@ class CatalogMatcher:
         # Guideline: an injury is coded for the initial encounter (7th character A) unless the note says
         # the encounter is a later one; subsequent-encounter and sequela names weigh `later_encounter` in a
         # sentence without such words.
-        self._name_later = np.asarray(later_codes, bool)[self._name_code] if later_encounter < 1.0 else None
+        self._name_later = (np.asarray(later_codes, bool)[self._name_code]
+                            if later_encounter < 1.0 and not encounter else None)  # `encounter` weighs them instead
         self.code_to_idx = {c: i for i, c in enumerate(self.codes)}
         self.nonessential = nonessential
         self.without_optional = without_optional
@@ -698,6 +770,10 @@ class CatalogMatcher:
             name_scores *= np.where(self._name_later[name_idx] & plain[sent_idx], np.float32(self.later_encounter), 1.0)
         if self.dominance:
             name_scores *= _HANDED_SIDES[_handedness(text)][self._name_side[name_idx]]
+        if self.encounter:
+            name_scores *= _ENCOUNTER_WEIGHTS[_note_encounter(text)][self._name_encounter[name_idx]]
+        if self.sex:
+            name_scores *= _SEX_WEIGHTS[_patient_sex(text)][self._name_sex[name_idx]]
         if self.pregnancy:
             name_scores *= _STAGE_WEIGHTS[trimester(text) or 0][self._name_stage[name_idx]]
         code_idx = self._name_code[name_idx]
@@ -873,7 +949,8 @@ class CatalogMatcher:
                     "negation": self.negation, "index_defaults": self.index_defaults,
                     "unspecified_site": self.unspecified_site, "excluded_within": self.excluded_within,
                     "external_causes": self.external_causes, "dominance": self.dominance,
-                    "pregnancy": self.pregnancy, "calibration": self.calibration}
+                    "pregnancy": self.pregnancy, "sex": self.sex, "encounter": self.encounter,
+                    "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

@@ -57,6 +57,8 @@ class MatcherModelConfig(_Strict):
                                    description="weight of external cause codes (V00-Y99) in a note without an injury")
     dominance: bool = Field(False, description="hemiplegia's dominant side from the note's handedness")
     pregnancy: bool = Field(False, description="obstetric names without 'maternal care for', with the note's trimester")
+    sex: bool = Field(False, description="a breast of the sex the note's demographics give")
+    encounter: bool = Field(False, description="the 7th character from the note's encounter words, anywhere in it")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: bool = Field(
         False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications, "

@@ -315,3 +315,21 @@ def test_obstetric_names_with_the_trimester_of_the_gestational_age(matcher: Cata
     assert _top_system(matcher, text, "ICD-10-CM", 1) == ["O14.03"]
     # "Maternal care for breech presentation, not applicable or unspecified" (a single fetus).
     assert "O32.1XX0" in _top_system(matcher, "G1P0 at 38w6d. Dx: breech presentation.", "ICD-10-CM", 3)
+
+
+def test_a_breast_is_of_the_patients_sex(matcher: CatalogMatcher) -> None:
+    # "58F" makes a breast cancer the right female breast's; "a 62-year-old man" the male breast's.
+    assert _top_system(matcher, "58F w/ R breast cancer.", "ICD-10-CM", 1) == ["C50.911"]
+    assert _top_system(matcher, "A 62-year-old man with R breast cancer.", "ICD-10-CM", 1) == ["C50.921"]
+    # A temperature or a catheter size is no sex.
+    scores = matcher.match("T 101.2 F. Placed 14F Foley. R breast cancer.").scores
+    assert scores[matcher.code_to_idx["C50.911"]] > scores[matcher.code_to_idx["C50.921"]] > 0
+
+
+def test_the_seventh_character_from_the_notes_encounter_words(matcher: CatalogMatcher) -> None:
+    # I.C.19.a: the note's words anywhere make the encounter; with none, an injury's is the initial one.
+    text = "Ortho fracture clinic. 4 wk after closed reduction of R Colles' fx.\nXR: healing in good alignment."
+    assert _top_system(matcher, text, "ICD-10-CM", 1) == ["S52.531D"]
+    assert _top_system(matcher, "ED. R Colles' fx after a fall today.", "ICD-10-CM", 1) == ["S52.531A"]
+    text = "Traumatic arthritis of R ankle, late effect of displaced bimalleolar fx of right lower leg."
+    assert "S82.841S" in _top_system(matcher, text, "ICD-10-CM", 3)
