@@ -277,12 +277,13 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # procedure it served; an unspecified site kept as a site; a code whose name lies inside the fuller name of a
 # sibling or an Excludes1 partner gives way to it; status after a procedure (Z95.1 for "s/p CABG") and on
 # dialysis; external causes only beside an injury; hemiplegia's dominant side from the handedness; obstetric
-# names without "maternal care for" and with the trimester of the gestational age.
+# names without "maternal care for" and with the trimester of the gestational age; a breast of the patient's
+# sex; the 7th character from the note's encounter words; more "with" pairs as one code (N13.2, F10.220).
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
                             "nonessential": True, "without_optional": True, "lexicon": 5, "history": True,
-                            "status_codes": 2, "combinations": True, "integral_symptoms": 0.5,
+                            "status_codes": 2, "combinations": 2, "integral_symptoms": 0.5,
                             "complete_pcs": True, "inspection_inherent": True, "negation": 2,
                             "index_defaults": 2, "unspecified_site": True, "excluded_within": True,
                             "external_causes": 0.5, "dominance": True, "pregnancy": True, "sex": True,

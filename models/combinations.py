@@ -81,3 +81,23 @@ def coronary_combination(coronary: float, angina: dict[str, float]) -> tuple[str
         return None
     code, score = max(angina.items(), key=lambda kv: kv[1])
     return (CORONARY_WITH[code], score, code) if score >= PRESENT else None
+
+
+# Other conditions the index lists under "with" of another (I.A.15), as one code: (the first condition's code
+# prefixes, the second's, the combination code, whether the second's own codes give way). The first's give
+# way always. Hydronephrosis with a kidney or ureter stone is N13.2 (N20 excludes it); an alcohol or other
+# substance dependence or abuse with intoxication is its "with intoxication" code; COPD with pneumonia is
+# J44.0, the pneumonia coded as well ("use additional code to identify the infection").
+_SUBSTANCES = ("F10", "F11", "F12", "F13", "F14", "F15", "F16", "F18", "F19")
+PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...], str, bool], ...] = (
+    (("N13.30", "N13.39", "N13.9"), ("N20",), "N13.2", True),
+    *(((f + ".20",), (f + ".12", f + ".22", f + ".92"), f + ".220", True) for f in _SUBSTANCES),
+    *(((f + ".10",), (f + ".12", f + ".92"), f + ".120", True) for f in _SUBSTANCES),
+    (("J44.9",), ("J12", "J13", "J14", "J15", "J16", "J18"), "J44.0", False),
+)
+
+
+def pair_combinations(first: list[float], second: list[float]) -> list[int]:
+    """Indices into PAIRS of the combinations a note names, whose first conditions score `first` and
+    second conditions `second` (each the best of its prefixes, in PAIRS' order)."""
+    return [i for i, (a, b) in enumerate(zip(first, second)) if a >= PRESENT and b >= PRESENT]

@@ -21,6 +21,7 @@ from models.abbreviations import AbbreviationExpander
 from models.calibration import IsotonicCalibrator, calibrate_keeping_order
 from models.catalog import Catalog
 from models.combinations import (
+    PAIRS,
     COMBINED,
     CONDITIONS,
     CORONARY,
@@ -30,6 +31,7 @@ from models.combinations import (
     HYPERTENSION,
     coronary_combination,
     diabetes_combinations,
+    pair_combinations,
     hypertension_combination,
 )
 from models.errors import ArtifactError
@@ -277,14 +279,16 @@ _UNSTATED_RES = (
 )
 _UNSTATED_CUES = ("type 2", "specified as", "without", "[")  # words without which none of these applies
 # Version 2 also reads what the index makes the default of a few more: an ulcer neither acute nor chronic is
-# "chronic or unspecified" (K25.4 for a bleeding gastric ulcer), osteoarthritis is primary (M17.11), and a
-# condition of the right or the left is unilateral.
+# "chronic or unspecified" (K25.4 for a bleeding gastric ulcer), osteoarthritis is primary (M17.11), a
+# condition of the right or the left is unilateral, and a substance's effect with no use disorder stated is
+# of its use ("alcohol intoxication" is F10.92-: "Alcohol use, unspecified with intoxication").
 _UNSTATED_RES_2 = (
     re.compile(r"^chronic or unspecified ", re.IGNORECASE),
     re.compile(r"\bprimary (?=osteoarthritis)", re.IGNORECASE),
     re.compile(r"^unilateral (?=.*\b(?:right|left)\b)", re.IGNORECASE),
+    re.compile(r"\buse, unspecified (?=with\b)", re.IGNORECASE),
 )
-_UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral")
+_UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral", "use, unspecified with")
 
 
 def _index_defaults(name: str, without_optional: bool = False, version: int = 1) -> list[str]:
@@ -481,7 +485,7 @@ class CatalogMatcher:
         lexicon: int = 1,
         status_codes: int = 0,
         complete_pcs: bool = False,
-        combinations: bool = False,
+        combinations: int = 0,
         inspection_inherent: bool = False,
         integral_symptoms: float = 1.0,
         without_optional: bool = False,
@@ -654,11 +658,12 @@ class CatalogMatcher:
         self.status_codes = int(status_codes)
         # Hypertension with heart failure or CKD, diabetes with its complications and coronary
         # atherosclerosis with angina are coded as their combination (models.combinations).
-        self.combinations = combinations
+        self.combinations = int(combinations)  # 2: also the other pairs the index lists under "with" (PAIRS)
         code_array = np.asarray(self.codes)
         self._condition_idx = {  # prefix, or tuple of prefixes -> the codes under it
             p: np.flatnonzero(np.logical_or.reduce([np.char.startswith(code_array, q) for q in np.atleast_1d(p)]))
-            for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH, CORONARY)} if combinations else {}
+            for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH, CORONARY,
+                      *(q for first, second, _, _ in PAIRS for q in (first, second)))} if combinations else {}
         # Diabetes "without complications" (and "in remission"), which every combination excludes; the angina
         # codes a coronary combination is made of.
         self._diabetes_without = np.asarray([self.code_to_idx[c] for p in DIABETES for c in (p + ".9", p + ".A")
@@ -861,6 +866,8 @@ class CatalogMatcher:
             self._combine_hypertension(scores, best_segment, h, *found)
         self._combine_diabetes(scores, best_segment)
         self._combine_coronary(scores, best_segment)
+        if self.combinations >= 2:
+            self._combine_pairs(scores, best_segment)
 
     def _combine_diabetes(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """Diabetes with each complication named: the combination code, with the complication's sentence."""
@@ -878,6 +885,24 @@ class CatalogMatcher:
                 scores[j], best_segment[j] = score, best_segment[condition]
             if DIABETES_WITH[p][1]:
                 scores[condition] *= _GIVE_WAY
+
+    def _combine_pairs(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
+        """The other combinations (models.combinations.PAIRS), each with its second condition's sentence and
+        the lower of the two scores; the conditions it includes give way."""
+        found = pair_combinations([float(scores[self._condition_idx[first]].max()) for first, _, _, _ in PAIRS],
+                                  [float(scores[self._condition_idx[second]].max()) for _, second, _, _ in PAIRS])
+        for i in found:
+            first, second, code, second_gives_way = PAIRS[i]
+            j = self.code_to_idx.get(code)
+            if j is None:
+                continue
+            a, b = self._condition_idx[first], self._condition_idx[second]
+            score, sentence = min(scores[a].max(), scores[b].max()), best_segment[b[np.argmax(scores[b])]]
+            scores[a] *= _GIVE_WAY
+            if second_gives_way:
+                scores[b] *= _GIVE_WAY  # the combination itself may be among them ("F10.22")
+            if score > scores[j]:
+                scores[j], best_segment[j] = score, sentence
 
     def _combine_coronary(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """Coronary atherosclerosis with the best angina named: I25.11x, with the angina's sentence."""

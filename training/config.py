@@ -60,9 +60,11 @@ class MatcherModelConfig(_Strict):
     sex: bool = Field(False, description="a breast of the sex the note's demographics give")
     encounter: bool = Field(False, description="the 7th character from the note's encounter words, anywhere in it")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
-    combinations: bool = Field(
-        False, description="hypertension with heart failure or CKD as I11 / I12 / I13, diabetes with its complications, "
-                           "coronary atherosclerosis with angina")
+    combinations: int = Field(
+        0, ge=0, le=2, description="combination codes (1 or true: hypertension with heart failure or CKD as I11 / I12 / "
+                                   "I13, diabetes with its complications, coronary atherosclerosis with angina; 2: also "
+                                   "hydronephrosis with a stone, substance dependence with intoxication, COPD with "
+                                   "pneumonia)")
     inspection_inherent: bool = Field(False, description="no PCS inspection beside another procedure on its body system")
     integral_symptoms: float = Field(1.0, gt=0, le=1,
                                      description="weight of symptom codes (R) in a note with a definitive diagnosis")

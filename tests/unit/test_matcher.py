@@ -333,3 +333,19 @@ def test_the_seventh_character_from_the_notes_encounter_words(matcher: CatalogMa
     assert _top_system(matcher, "ED. R Colles' fx after a fall today.", "ICD-10-CM", 1) == ["S52.531A"]
     text = "Traumatic arthritis of R ankle, late effect of displaced bimalleolar fx of right lower leg."
     assert "S82.841S" in _top_system(matcher, text, "ICD-10-CM", 3)
+
+
+def test_other_pairs_the_index_lists_under_with(matcher: CatalogMatcher) -> None:
+    # Hydronephrosis with a ureteral stone is N13.2, which N20 excludes.
+    text = "CT: 6 mm stone L proximal ureter w/ moderate L hydronephrosis."
+    scores = matcher.match(text).scores
+    assert _top_system(matcher, text, "ICD-10-CM", 1) == ["N13.2"]
+    assert scores[matcher.code_to_idx["N20.1"]] < scores[matcher.code_to_idx["N13.2"]]
+    # Alcohol dependence (a moderate use disorder) with intoxication, stated in different sentences.
+    text = "Hx alcohol use disorder, moderate. Dx: acute alcohol intoxication."
+    assert _top_system(matcher, text, "ICD-10-CM", 1) == ["F10.220"]
+    # COPD with pneumonia: J44.0 before J44.9, and the pneumonia's own code too.
+    text = "68M w/ COPD. CXR: RLL pneumonia."
+    scores = matcher.match(text).scores
+    assert set(_top_system(matcher, text, "ICD-10-CM", 2)) == {"J44.0", "J18.9"}
+    assert scores[matcher.code_to_idx["J44.9"]] < scores[matcher.code_to_idx["J44.0"]]
