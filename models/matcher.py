@@ -21,7 +21,6 @@ from models.abbreviations import AbbreviationExpander
 from models.calibration import IsotonicCalibrator, calibrate_keeping_order
 from models.catalog import Catalog
 from models.combinations import (
-    PAIRS,
     COMBINED,
     CONDITIONS,
     CORONARY,
@@ -29,10 +28,11 @@ from models.combinations import (
     DIABETES,
     DIABETES_WITH,
     HYPERTENSION,
+    PAIRS,
     coronary_combination,
     diabetes_combinations,
-    pair_combinations,
     hypertension_combination,
+    pair_combinations,
 )
 from models.errors import ArtifactError
 from models.history import assign, history_ranges
