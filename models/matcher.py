@@ -552,6 +552,7 @@ class CatalogMatcher:
                         obstetric = _TRIMESTER_RE.sub("", obstetric)
                     if obstetric != description:
                         variants.append(obstetric)
+                initial = encounter and system == "ICD-10-CM" and bool(_INITIAL_ENCOUNTER_RE.search(description))
                 later, later_forms = 0, []  # the encounter some names leave to the note's words (`encounter`)
                 if encounter and system == "ICD-10-CM":
                     later = 1 if _SUBSEQUENT_RE.search(description) else 2 if _SEQUELA_RE.search(description) else 0
@@ -573,10 +574,9 @@ class CatalogMatcher:
                         seen.add(terms)
                         names.append(list(terms))
                         name_code.append(code_idx)
-                        name_stage.append(stage if name not in (description, *inclusion) else 0)
+                        name_stage.append(stage if stage and name not in (description, *inclusion) else 0)
                         name_encounter.append(later if name in later_forms
-                                              else 3 if encounter and _INITIAL_ENCOUNTER_RE.search(description)
-                                              and not _INITIAL_ENCOUNTER_RE.search(name) else 0)
+                                              else 3 if initial and not _INITIAL_ENCOUNTER_RE.search(name) else 0)
                         name_sex.append(_SEX_KIND[sexed.group(1).lower()] if sexed and not _SEXED_RE.search(name) else 0)
                         name_side.append(_SIDES[sided.group(1).lower(), sided.group(2).lower()]
                                          if sided and not _DOMINANCE_RE.search(name) else 0)
