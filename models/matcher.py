@@ -173,7 +173,8 @@ _LEXICONS[4] = {**_LEXICONS[3], "calculous": ("calculus",), "incarcerated": ("ob
 # a calculus of the gallbladder, a "stone" in the ureter a ureteral calculus; and "Hemiparesis - see
 # Hemiplegia"; "preeclampsia" as the catalogue's "pre-eclampsia".
 _LEXICONS[5] = {**_LEXICONS[4], "hemiparesis": ("hemiplegia",), "monoparesis": ("monoplegia",),
-                "preeclampsia": ("pre", "eclampsia"),
+                "preeclampsia": ("pre", "eclampsia"), "embolic": ("embolism",), "cardioembolic": ("embolism",),
+                "thrombotic": ("thrombosis",),
                 "cholecystitis": ("cholecystitis", "gallbladder"),
                 "cholelithiasis": ("calculus", "gallbladder"), "gallstone": ("calculus", "gallbladder"),
                 "choledocholithiasis": ("calculus", "bile", "duct"), "nephrolithiasis": ("calculus", "kidney"),
@@ -287,8 +288,10 @@ _UNSTATED_RES_2 = (
     re.compile(r"\bprimary (?=osteoarthritis)", re.IGNORECASE),
     re.compile(r"^unilateral (?=.*\b(?:right|left)\b)", re.IGNORECASE),
     re.compile(r"\buse, unspecified (?=with\b)", re.IGNORECASE),
+    re.compile(r"\bdue to unspecified occlusion or stenosis (?=of\b)", re.IGNORECASE),
 )
-_UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral", "use, unspecified with")
+_UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral", "use, unspecified with",
+                    "occlusion or stenosis")
 
 
 def _index_defaults(name: str, without_optional: bool = False, version: int = 1) -> list[str]:

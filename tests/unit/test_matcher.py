@@ -349,3 +349,10 @@ def test_other_pairs_the_index_lists_under_with(matcher: CatalogMatcher) -> None
     scores = matcher.match(text).scores
     assert set(_top_system(matcher, text, "ICD-10-CM", 2)) == {"J44.0", "J18.9"}
     assert scores[matcher.code_to_idx["J44.9"]] < scores[matcher.code_to_idx["J44.0"]]
+
+
+def test_a_stroke_is_a_cerebral_infarction_of_the_artery_named(matcher: CatalogMatcher) -> None:
+    # The index: "Stroke - see Infarct, brain"; "due to unspecified occlusion or stenosis" is its default.
+    assert _top_system(matcher, "Acute ischemic stroke, L MCA territory.", "ICD-10-CM", 1) == ["I63.512"]
+    assert _top_system(matcher, "MRI: acute L MCA infarct, cardioembolic.", "ICD-10-CM", 1) == ["I63.412"]
+    assert "Z86.73" in _top_system(matcher, "History of stroke, no residual deficits.", "ICD-10-CM", 2)
