@@ -70,6 +70,8 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?-i:BMI)", "body mass index"),
     (r"(?-i:IDA)", "iron deficiency anemia"),
     (r"(?-i:ABLA)|acute\s+blood\s+loss\s+anemia", "acute posthemorrhagic anemia"),
+    # The index: "Bite (animal) (human) - see Wound, open, by site": an animal's bite is an open bite.
+    (r"(?:dog|cat|animal|human|horse|rodent|rat)\s+bites?", "open bite"),
     (r"(?-i:RSV)", "respiratory syncytial virus"),
     (r"(?-i:UGIB)", "upper gastrointestinal hemorrhage"),
     (r"(?-i:LGIB)", "lower gastrointestinal hemorrhage"),
@@ -116,7 +118,8 @@ _CURATED: list[tuple[str, str]] = [
     (r"pre-?eclampsia\s+with\s+severe\s+features", "severe pre-eclampsia"),
     # Visits as the Z codes name them.
     (r"well[- ]child\s+(?:check|visit|exam)", "routine child health examination"),
-    (r"(?:vaccines?|immunizations?|vaccinations?)\s+(?:given|administered)", "encounter for immunization"),
+    # The vaccines a list then names are no diagnoses ("Vaccines given: MMR, varicella" is Z23, not B01.9).
+    (r"(?:vaccines?|immunizations?|vaccinations?)\s+(?:given|administered)[^.\n]*", "encounter for immunization"),
     (r"h\s*/\s*o|hx", "history of"),
     (r"s\s*/\s*p", "status post"),
     (r"w\s*/\s*o", "without"),

@@ -289,9 +289,10 @@ _UNSTATED_RES_2 = (
     re.compile(r"^unilateral (?=.*\b(?:right|left)\b)", re.IGNORECASE),
     re.compile(r"\buse, unspecified (?=with\b)", re.IGNORECASE),
     re.compile(r"\bdue to unspecified occlusion or stenosis (?=of\b)", re.IGNORECASE),
+    re.compile(r"\bembolism and (?=thrombosis\b)", re.IGNORECASE),
 )
 _UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral", "use, unspecified with",
-                    "occlusion or stenosis")
+                    "occlusion or stenosis", "embolism and thrombosis")
 
 
 def _index_defaults(name: str, without_optional: bool = False, version: int = 1) -> list[str]:

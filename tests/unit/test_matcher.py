@@ -356,3 +356,14 @@ def test_a_stroke_is_a_cerebral_infarction_of_the_artery_named(matcher: CatalogM
     assert _top_system(matcher, "Acute ischemic stroke, L MCA territory.", "ICD-10-CM", 1) == ["I63.512"]
     assert _top_system(matcher, "MRI: acute L MCA infarct, cardioembolic.", "ICD-10-CM", 1) == ["I63.412"]
     assert "Z86.73" in _top_system(matcher, "History of stroke, no residual deficits.", "ICD-10-CM", 2)
+
+
+def test_index_readings_of_bites_vaccine_lists_and_thrombosis(matcher: CatalogMatcher) -> None:
+    # An animal's bite is an open bite (the index: "Bite - see Wound, open"): a full match of S61.451A.
+    scores = matcher.match("1.5 cm puncture wound dorsal R hand. Dx: dog bite R hand.").scores
+    assert scores[matcher.code_to_idx["S61.451A"]] > 0.8
+    # The vaccines a list names are no diagnoses.
+    text = "4yo well-child check. Vaccines given today: DTaP, IPV, MMR, varicella."
+    assert "B01.9" not in _top_system(matcher, text, "ICD-10-CM", 3) and "Z23" in _top_system(matcher, text, "ICD-10-CM", 3)
+    # "Embolism and thrombosis" is either: a DVT of the popliteal vein is I82.43-.
+    assert _top_system(matcher, "LE duplex: acute DVT L popliteal vein.", "ICD-10-CM", 1) == ["I82.432"]
