@@ -45,8 +45,9 @@ _CURATED: list[tuple[str, str]] = [
     (r"stemi", "st elevation myocardial infarction"),
     (r"(?-i:MI)", "myocardial infarction"),
     (r"(?-i:CVA)", "cerebral infarction"),
-    # The index: "Stroke (embolic) (ischemic) (thrombotic) - see Infarct, brain"; a hemorrhagic one is not.
-    (r"(?<!hemorrhagic\s)(?:ischemic\s+)?stroke", "cerebral infarction"),
+    # The index: "Stroke (embolic) (ischemic) (thrombotic) - see Infarct, brain"; a hemorrhagic one is not,
+    # nor heat stroke (T67.0-).
+    (r"(?<!hemorrhagic\s)(?<!heat\s)(?:ischemic\s+)?stroke", "cerebral infarction"),
     (r"(?-i:MCA)", "middle cerebral artery"),
     (r"(?-i:TIA)", "transient cerebral ischemic attack"),
     (r"dvt", "deep vein thrombosis"),

@@ -38,6 +38,14 @@ def test_ambiguous_abbreviations_follow_their_context(expander: AbbreviationExpa
     assert "rheumatoid arthritis" in expander.expand("RA on methotrexate")
     assert "multiple sclerosis" in expander.expand("MS flare with optic neuritis")
     assert "multiple sclerosis" not in expander.expand("MS: alert and oriented")
+    # The kind of MS or CP stays a word of its own; CP after a kind of palsy is cerebral palsy.
+    assert "relapsing-remitting  multiple sclerosis" in expander.expand("relapsing-remitting MS")
+    assert "cerebral palsy" in expander.expand("spastic diplegic CP") and "chest pain" in expander.expand("CP x2h")
+    # A stroke is a cerebral infarction, not a hemorrhagic one nor heat stroke.
+    assert "cerebral infarction" in expander.expand("Acute ischemic stroke, L MCA territory")
+    assert "cerebral infarction" not in expander.expand("Hemorrhagic stroke") + expander.expand("Heat stroke")
+    # RVR is atrial fibrillation's rate, no ventricular rhythm; R before a capitalised word is right.
+    assert "ventricular" not in expander.expand("AFib w/ RVR") and "right" in expander.expand("R Colles' fx")
 
 
 def test_words_are_not_taken_for_abbreviations(expander: AbbreviationExpander) -> None:
