@@ -281,8 +281,10 @@ _UNSTATED_RES = (
 _UNSTATED_CUES = ("type 2", "specified as", "without", "[")  # words without which none of these applies
 # Version 2 also reads what the index makes the default of a few more: an ulcer neither acute nor chronic is
 # "chronic or unspecified" (K25.4 for a bleeding gastric ulcer), osteoarthritis is primary (M17.11), a
-# condition of the right or the left is unilateral, and a substance's effect with no use disorder stated is
-# of its use ("alcohol intoxication" is F10.92-: "Alcohol use, unspecified with intoxication").
+# condition of the right or the left is unilateral, a substance's effect with no use disorder stated is
+# of its use ("alcohol intoxication" is F10.92-: "Alcohol use, unspecified with intoxication"), a cerebral
+# infarction of an artery is "due to unspecified occlusion or stenosis" of it, "embolism and thrombosis" is
+# either, and bronchiolitis is acute (the index: "Bronchiolitis (acute)").
 _UNSTATED_RES_2 = (
     re.compile(r"^chronic or unspecified ", re.IGNORECASE),
     re.compile(r"\bprimary (?=osteoarthritis)", re.IGNORECASE),
@@ -290,9 +292,10 @@ _UNSTATED_RES_2 = (
     re.compile(r"\buse, unspecified (?=with\b)", re.IGNORECASE),
     re.compile(r"\bdue to unspecified occlusion or stenosis (?=of\b)", re.IGNORECASE),
     re.compile(r"\bembolism and (?=thrombosis\b)", re.IGNORECASE),
+    re.compile(r"^acute (?=bronchiolitis\b)", re.IGNORECASE),
 )
 _UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral", "use, unspecified with",
-                    "occlusion or stenosis", "embolism and thrombosis")
+                    "occlusion or stenosis", "embolism and thrombosis", "acute bronchiolitis")
 
 
 def _index_defaults(name: str, without_optional: bool = False, version: int = 1) -> list[str]:

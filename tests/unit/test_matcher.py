@@ -365,5 +365,7 @@ def test_index_readings_of_bites_vaccine_lists_and_thrombosis(matcher: CatalogMa
     # The vaccines a list names are no diagnoses.
     text = "4yo well-child check. Vaccines given today: DTaP, IPV, MMR, varicella."
     assert "B01.9" not in _top_system(matcher, text, "ICD-10-CM", 3) and "Z23" in _top_system(matcher, text, "ICD-10-CM", 3)
+    # Bronchiolitis is acute (the index's "Bronchiolitis (acute)"): RSV bronchiolitis is J21.0.
+    assert _top_system(matcher, "Admitted for RSV bronchiolitis.", "ICD-10-CM", 1) == ["J21.0"]
     # "Embolism and thrombosis" is either: a DVT of the popliteal vein is I82.43-.
     assert _top_system(matcher, "LE duplex: acute DVT L popliteal vein.", "ICD-10-CM", 1) == ["I82.432"]
