@@ -379,6 +379,11 @@ def _patient_sex(text: str) -> str:
     return "female" if said in ("f", "woman", "female", "girl", "lady") else "male"
 
 
+def _note_trimester(text: str) -> int:
+    """The trimester of the gestational age a note gives, 0 where it gives none."""
+    return trimester(text) or 0
+
+
 def _handedness(text: str) -> str:
     """The hand a note says the patient uses: right (also when it says nothing), left or ambidextrous."""
     match = _HANDED_RE.search(text)
@@ -604,24 +609,28 @@ class CatalogMatcher:
         self._name_weights = (presence @ sp.diags(self.idf)).T.tocsr()  # (vocab, names)
         self._name_mass = np.asarray(presence @ self.idf).ravel()  # (names,)
         self._name_code = np.asarray(name_code, dtype=np.int64)
+        # Parts of some names that the note says elsewhere, each read from the whole note: per name the kind
+        # of part it leaves to the note (0: none), and the weight of each kind for what the note says.
         # Guideline I.C.6.a: hemiplegia of the right side is of the dominant side, of the left side of the
         # nondominant side, unless the note says which hand the patient uses (ambidextrous: dominant).
-        self.dominance = dominance
-        self._name_side = np.asarray(name_side, dtype=np.int64)
-        # Chapter 15: an obstetric name holds without "maternal care for", which a note does not say, without
-        # the single fetus of its 7th character 0, and without its trimester where the gestational age the
-        # note gives falls in it (guideline I.C.15.a.3); a name of another trimester does not.
-        self.pregnancy = pregnancy
-        # A breast's sex is the patient's ("58F w/ R breast cancer" is C50.911, of the right female breast).
-        self.sex = sex
         # Guideline I.C.19.a: the 7th character is the encounter's, which the note says anywhere ("Fracture
         # clinic. 4 wk after closed reduction of R Colles' fx. XR: healing." is S52.531D): subsequent-encounter
         # and sequela names are read without those words and hold where the note's words say so, and an
         # injury's initial encounter then gives way.
-        self.encounter = encounter
-        self._name_encounter = np.asarray(name_encounter, dtype=np.int64)
-        self._name_sex = np.asarray(name_sex, dtype=np.int64)
-        self._name_stage = np.asarray(name_stage, dtype=np.int64)
+        # A breast's sex is the patient's ("58F w/ R breast cancer" is C50.911, of the right female breast).
+        # Chapter 15: an obstetric name holds without "maternal care for", which a note does not say, without
+        # the single fetus of its 7th character 0, and without its trimester where the gestational age the
+        # note gives falls in it (guideline I.C.15.a.3); a name of another trimester does not.
+        self.dominance, self.encounter, self.sex, self.pregnancy = dominance, encounter, sex, pregnancy
+        self._readings = [
+            (np.asarray(kinds, dtype=np.int64), read, weights)
+            for on, kinds, read, weights in (
+                (dominance, name_side, _handedness, _HANDED_SIDES),
+                (encounter, name_encounter, _note_encounter, _ENCOUNTER_WEIGHTS),
+                (sex, name_sex, _patient_sex, _SEX_WEIGHTS),
+                (pregnancy, name_stage, _note_trimester, _STAGE_WEIGHTS),
+            ) if on
+        ]
         self._presence = presence  # each name's words, to tell a name inside another apart (`excluded_within`)
         self._catalog = catalog
         # Guideline: a note that names a condition without more detail is coded to the documented,
@@ -780,14 +789,8 @@ class CatalogMatcher:
         if self._name_later is not None:
             plain = np.asarray([not _LATER_CUE_RE.search(s.text) for s in segments])
             name_scores *= np.where(self._name_later[name_idx] & plain[sent_idx], np.float32(self.later_encounter), 1.0)
-        if self.dominance:
-            name_scores *= _HANDED_SIDES[_handedness(text)][self._name_side[name_idx]]
-        if self.encounter:
-            name_scores *= _ENCOUNTER_WEIGHTS[_note_encounter(text)][self._name_encounter[name_idx]]
-        if self.sex:
-            name_scores *= _SEX_WEIGHTS[_patient_sex(text)][self._name_sex[name_idx]]
-        if self.pregnancy:
-            name_scores *= _STAGE_WEIGHTS[trimester(text) or 0][self._name_stage[name_idx]]
+        for kinds, read, weights in self._readings:
+            name_scores *= weights[read(text)][kinds[name_idx]]
         code_idx = self._name_code[name_idx]
         if self.history:
             sent_idx, code_idx, name_scores = self._history_matches(*views[1:], sent_idx, code_idx, name_scores)
@@ -842,9 +845,12 @@ class CatalogMatcher:
         in full, else 1."""
         cm_catalog, indptr, indices = self._catalog.cm, self._presence.indptr, self._presence.indices
         by_sentence: dict[int, list[tuple[int, int, frozenset[int], bool]]] = {}
+        said_in: dict[int, frozenset[int]] = {}  # each sentence's words
         for k, (sentence, code, name) in enumerate(zip(sentences.tolist(), codes.tolist(), names.tolist())):
             if self.code_systems[code] == "ICD-10-CM":
-                said = frozenset(words.indices[words.indptr[sentence]:words.indptr[sentence + 1]].tolist())
+                if sentence not in said_in:
+                    said_in[sentence] = frozenset(words.indices[words.indptr[sentence]:words.indptr[sentence + 1]].tolist())
+                said = said_in[sentence]
                 terms = frozenset(indices[indptr[name]:indptr[name + 1]].tolist())
                 by_sentence.setdefault(sentence, []).append((k, code, terms & said, terms <= said))
         weights = np.ones(len(codes), dtype=np.float32)
