@@ -39,6 +39,17 @@ def score_dataset(predictor: Predictor, texts: Sequence[str], batch_size: int = 
     return np.concatenate(chunks) if chunks else np.zeros((0, len(predictor.scorer.codes)), np.float32)
 
 
+def mask_by_encounter(probs: np.ndarray, code_systems: Sequence[str], encounter_classes: Sequence[str] | None) -> None:
+    """Zero, in place, the scores of the code systems the service does not return for each note's encounter
+    class (an outpatient note gets no ICD-10-PCS codes); "" or None: not stated, nothing masked."""
+    systems_arr = np.asarray(code_systems)
+    for encounter_class in set(encounter_classes or ()):
+        systems = encounter_systems(encounter_class or None, None)
+        if systems is not None:
+            notes = [d for d, c in enumerate(encounter_classes) if c == encounter_class]
+            probs[np.ix_(notes, np.flatnonzero(~np.isin(systems_arr, systems)))] = 0.0
+
+
 def ranked_codes(
     probs: np.ndarray, codes: Sequence[str], columns: np.ndarray, convert=None, depth: int = RANK_DEPTH
 ) -> list[list[tuple[str, float]]]:
@@ -94,11 +105,7 @@ def evaluate(
     seconds = time.perf_counter() - started
     scorer = predictor.scorer
     systems_arr = np.asarray(scorer.code_systems)
-    for encounter_class in set(encounter_classes or ()):
-        systems = encounter_systems(encounter_class or None, None)
-        if systems is not None:
-            notes = [d for d, c in enumerate(encounter_classes) if c == encounter_class]
-            probs[np.ix_(notes, np.flatnonzero(~np.isin(systems_arr, systems)))] = 0.0
+    mask_by_encounter(probs, scorer.code_systems, encounter_classes)
     result: dict[str, Any] = {
         "model_version": predictor.model_version,
         "documents": len(ids),

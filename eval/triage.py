@@ -73,6 +73,42 @@ def tune_thresholds(
     return best[0], triage_stats(notes, best[0], top_k)
 
 
+def accepted_codes(notes: Sequence[NoteCandidates], thresholds: Thresholds, top_k: int) -> dict[str, float]:
+    """Precision (with its one-sided 95% lower bound) and recall of the accepted codes over every note,
+    whether or not its note goes to review: what a coder finds pre-ticked."""
+    correct = accepted = gold = 0
+    for note in notes:
+        gold += note.n_gold
+        if note.probs.size == 0:
+            continue
+        decision = decide(note.probs, top_k, thresholds)
+        chosen = [i for i, ok in zip(decision.ranked, decision.accepted) if ok]
+        accepted += len(chosen)
+        correct += int(note.is_gold[chosen].sum())
+    return {
+        "codes_accepted": accepted,
+        "precision": correct / accepted if accepted else float("nan"),
+        "precision_lower_bound": precision_lower_bound(correct, accepted),
+        "recall": correct / gold if gold else float("nan"),
+    }
+
+
+def tune_accept(
+    notes: Sequence[NoteCandidates], target_precision: float = 0.9, top_k: int = 15, suggest: float = 0.01,
+) -> tuple[Thresholds, dict[str, float]]:
+    """The code-level rule: the `accept` threshold that pre-accepts the most codes while the one-sided 95%
+    lower bound of their precision stays at or above the target. Every other returned code sends its note to
+    review (`review_band` = `suggest`). With no such threshold nothing is accepted (accept = 1.0)."""
+    best = Thresholds(accept=1.0, suggest=suggest, review_band=suggest)
+    most = 0
+    for accept in np.round(np.arange(0.30, 0.991, 0.01), 2):
+        thresholds = Thresholds(accept=float(accept), suggest=suggest, review_band=suggest)
+        stats = accepted_codes(notes, thresholds, top_k)
+        if stats["precision_lower_bound"] >= target_precision and stats["codes_accepted"] > most:
+            best, most = thresholds, stats["codes_accepted"]
+    return best, accepted_codes(notes, best, top_k)
+
+
 def triage_curve(notes: Sequence[NoteCandidates], top_k: int, band_ratio: float = 0.5) -> list[dict[str, float]]:
     """Review rate against precision and recall of the auto-coded notes, over `accept` thresholds; a code
     between `band_ratio * accept` and `accept` sends its note to review, lower codes are not returned."""

@@ -68,12 +68,16 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?-i:GAD)", "generalized anxiety disorder"),
     (r"adhd", "attention deficit hyperactivity disorder"),
     (r"(?-i:ETOH|EtOH)", "alcohol"),
+    # Packs a day are of cigarettes ("1 ppd": F17.210, not the unspecified product's F17.200).
+    (r"(?:\d+(?:\.\d+)?|1/2|½)\s*(?:ppd|packs?\s+(?:per|a|/)\s*day)", "cigarettes"),
     (r"(?-i:BMI)", "body mass index"),
     (r"(?-i:IDA)", "iron deficiency anemia"),
     (r"(?-i:ABLA)|acute\s+blood\s+loss\s+anemia", "acute posthemorrhagic anemia"),
     # The index: "Bite (animal) (human) - see Wound, open, by site": an animal's bite is an open bite.
     (r"(?:dog|cat|animal|human|horse|rodent|rat)\s+bites?", "open bite"),
     (r"(?-i:RSV)", "respiratory syncytial virus"),
+    # The catalogue names anaphylaxis as an anaphylactic reaction ("Anaphylactic reaction due to peanuts").
+    (r"anaphylaxis", "anaphylactic reaction"),
     (r"(?-i:UGIB)", "upper gastrointestinal hemorrhage"),
     (r"(?-i:LGIB)", "lower gastrointestinal hemorrhage"),
     (r"(?-i:SBO)", "small bowel obstruction"),

@@ -278,16 +278,19 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
 # sibling or an Excludes1 partner gives way to it; status after a procedure (Z95.1 for "s/p CABG") and on
 # dialysis; external causes only beside an injury; hemiplegia's dominant side from the handedness; obstetric
 # names without "maternal care for" and with the trimester of the gestational age; a breast of the patient's
-# sex; the 7th character from the note's encounter words; more "with" pairs as one code (N13.2, F10.220).
+# sex; the 7th character from the note's encounter words; more "with" pairs as one code (N13.2, F10.220);
+# a pregnant patient's conditions as complicating the pregnancy (O23.12, O99.282); the body mass index beside
+# a weight diagnosis (Z68); morbid obesity as E66.01 and gout as idiopathic, as the index has them; no
+# "without complications" code beside another of its category.
 # A trained recipe chooses for its own notes (the same keys under `matcher:`); on CodiEsp's translated
 # notes the abbreviations cost MAP (docs/quality.md).
 DEFAULT_MATCHER_SETTINGS = {"abbreviations": True, "other_specified": 0.8, "later_encounter": 0.5,
                             "nonessential": True, "without_optional": True, "lexicon": 5, "history": True,
-                            "status_codes": 2, "combinations": 2, "integral_symptoms": 0.5,
+                            "status_codes": 3, "combinations": 3, "integral_symptoms": 0.5,
                             "complete_pcs": True, "inspection_inherent": True, "negation": 2,
-                            "index_defaults": 2, "unspecified_site": True, "excluded_within": True,
+                            "index_defaults": 3, "unspecified_site": True, "excluded_within": True,
                             "external_causes": 0.5, "dominance": True, "pregnancy": True, "sex": True,
-                            "encounter": True}
+                            "encounter": True, "uncomplicated": True}
 # CodiEsp's coders followed conventions of their own: the procedure table row where a note did not tell
 # its codes apart, inspections coded beside other procedures, and symptoms beside the diagnoses they
 # belong to (418 of train's 500 notes; 29 % of its diagnosis codes are symptoms). Its code form leaves
@@ -301,8 +304,9 @@ def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", 
     """The embedded default: the zero-shot catalogue matcher, needing no training data. In CodiEsp's code
     form it codes as CodiEsp's coders did (procedure table rows such as 0DBN, inspections and symptoms kept).
 
-    Its confidences are calibrated probabilities (`DEFAULT_CALIBRATION`, fitted on coded notes by
-    `python -m training.default_calibration`); `calibrated=False` gives the raw match scores, to fit it.
+    Its confidences are calibrated probabilities (`DEFAULT_CALIBRATION`, fitted per code form on coded notes
+    by `python -m training.default_calibration`: US-style notes for "as-is", CodiEsp train for "codiesp");
+    `calibrated=False` gives the raw match scores, to fit it.
     """
     catalog = catalog or get_catalog()
     settings = dict(DEFAULT_MATCHER_SETTINGS)
@@ -310,7 +314,7 @@ def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", 
         settings.update(_CODIESP_CONVENTIONS)
     thresholds = DEFAULT_THRESHOLDS
     if calibrated:
-        shipped = default_calibration()
+        shipped = default_calibration(code_form)
         settings["calibration"] = shipped["calibration"]
         thresholds = Thresholds.from_dict(shipped["thresholds"])
     return Predictor(CatalogMatcher(catalog, **settings), catalog, thresholds, model_version=DEFAULT_MODEL_VERSION)
@@ -319,21 +323,25 @@ def default_predictor(catalog: Catalog | None = None, code_form: str = "as-is", 
 # The thresholds of the raw match scores (`calibrated=False`), which are coverage-based: a full match of a
 # specific name scores about 0.85-1.0.
 DEFAULT_THRESHOLDS = Thresholds(accept=0.85, suggest=0.05, review_band=0.3)
-# The default's calibration and the thresholds tuned on it, shipped with the package.
+# The default's calibrations and the thresholds tuned on them, one per code form, shipped with the package.
 DEFAULT_CALIBRATION = Path(__file__).with_name("default_calibration.json")
 
 
-def default_calibration() -> dict:
-    """The shipped calibration of the default: per code system the isotonic breakpoints (`calibration`),
-    the decision `thresholds` tuned on them, and what they were fitted on (`fit`).
+def default_calibration(code_form: str = "as-is") -> dict:
+    """The shipped calibration of the default in a code form: per code system the isotonic breakpoints
+    (`calibration`), the decision `thresholds` tuned on them, and what they were fitted on (`fit`).
+
+    A code form has its own because its coders had their own conventions: CodiEsp's coded symptoms beside
+    diagnoses and the table row of a procedure, so the same match is right less often there.
 
     Raises:
-        ArtifactError: the file is missing or unreadable.
+        ArtifactError: the file is missing or unreadable, or holds no calibration for the code form.
     """
     data = _read_json(DEFAULT_CALIBRATION)
-    if not isinstance(data, dict) or not {"calibration", "thresholds"} <= set(data):
-        raise ArtifactError(f"{DEFAULT_CALIBRATION}: expected 'calibration' and 'thresholds'")
-    return data
+    entry = data.get(code_form) if isinstance(data, dict) else None
+    if not isinstance(entry, dict) or not {"calibration", "thresholds"} <= set(entry):
+        raise ArtifactError(f"{DEFAULT_CALIBRATION}: expected 'calibration' and 'thresholds' under {code_form!r}")
+    return entry
 
 
 def export_fast_path(directory: str | Path, quantize: bool = True, scorer: Any = None) -> list[Path]:

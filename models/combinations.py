@@ -101,3 +101,34 @@ def pair_combinations(first: list[float], second: list[float]) -> list[int]:
     """Indices into PAIRS of the combinations a note names, whose first conditions score `first` and
     second conditions `second` (each the best of its prefixes, in PAIRS' order)."""
     return [i for i, (a, b) in enumerate(zip(first, second)) if a >= PRESENT and b >= PRESENT]
+
+
+# Guideline I.C.15.a.1: a condition of a pregnant patient is presumed to complicate the pregnancy unless the
+# provider says it does not, and is coded from chapter 15 with the trimester (I.C.15.a.3): a bladder
+# infection at 22 weeks is O23.12, hypothyroidism O99.282 beside E03.9. (The condition's code prefixes, the
+# chapter 15 code before its trimester character, whether the condition's own code gives way: O23 and O10
+# include the condition; O99 and O24 say "use additional code to identify the condition".) Antepartum only:
+# a delivery has codes "complicating childbirth" of its own.
+IN_PREGNANCY: tuple[tuple[tuple[str, ...], str, bool], ...] = (
+    (("N10", "N12"), "O23.0", True),  # infections of kidney
+    (("N30",), "O23.1", True),  # infections of bladder
+    (("N34",), "O23.2", True),  # infections of urethra
+    (("N39.0",), "O23.4", True),  # unspecified infection of urinary tract
+    (("I10",), "O10.01", True),  # pre-existing essential hypertension
+    (("E10",), "O24.01", False),  # pre-existing type 1 diabetes
+    (("E11",), "O24.11", False),  # pre-existing type 2 diabetes
+    (("D50", "D51", "D52", "D53", "D55", "D56", "D57", "D58", "D59", "D60", "D61", "D62", "D63", "D64"),
+     "O99.01", False),  # anemia
+    (("E66",), "O99.21", False),  # obesity
+    (("E00", "E01", "E02", "E03", "E04", "E05", "E06", "E07"), "O99.28", False),  # thyroid disorders
+    (("F32", "F33", "F41"), "O99.34", False),  # depressive and anxiety disorders
+    (("J45",), "O99.51", False),  # asthma
+)
+
+
+def pregnancy_combinations(conditions: list[float], trimester: int | None) -> list[tuple[int, str]]:
+    """(index into IN_PREGNANCY, chapter 15 code) of the conditions a pregnancy note names, whose best codes
+    score `conditions` (in IN_PREGNANCY's order); none without the trimester."""
+    if trimester is None:
+        return []
+    return [(i, IN_PREGNANCY[i][1] + str(trimester)) for i, s in enumerate(conditions) if s >= PRESENT]

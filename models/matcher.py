@@ -28,19 +28,23 @@ from models.combinations import (
     DIABETES,
     DIABETES_WITH,
     HYPERTENSION,
+    IN_PREGNANCY,
     PAIRS,
     coronary_combination,
     diabetes_combinations,
     hypertension_combination,
     pair_combinations,
+    pregnancy_combinations,
 )
 from models.errors import ArtifactError
 from models.history import assign, history_ranges
 from models.pcs_completion import complete, stated_approaches
 from models.scorer import Scored, ScorerState, StateContext
 from models.status import (
+    BMI,
     GESTATION,
     OUTCOME,
+    body_mass_index,
     delivery_outcome,
     drug_therapy,
     gestation,
@@ -296,15 +300,24 @@ _UNSTATED_RES_2 = (
 )
 _UNSTATED_CUES_2 = ("chronic or unspecified", "primary osteoarthritis", "unilateral", "use, unspecified with",
                     "occlusion or stenosis", "embolism and thrombosis", "acute bronchiolitis")
+# Version 3: morbid obesity is "due to excess calories" (the index: "Obesity, morbid E66.01") and gout is
+# idiopathic ("Gout (acute) (attack) (flare) - see Gout, idiopathic").
+_UNSTATED_RES_3 = (
+    re.compile(r"(?<=obesity) due to excess calories$", re.IGNORECASE),
+    re.compile(r"^idiopathic (?=gout\b)", re.IGNORECASE),
+)
+_UNSTATED_CUES_3 = ("due to excess calories", "idiopathic gout")
 
 
 def _index_defaults(name: str, without_optional: bool = False, version: int = 1) -> list[str]:
     """The name as a note that leaves out what the catalogue makes the default says it, if that differs
-    (`index_defaults`, 1 or 2; with `without_optional`, a "without ..." clause left closing the name goes too)."""
+    (`index_defaults`, 1 to 3; with `without_optional`, a "without ..." clause left closing the name goes too)."""
     lower = name.lower()
     patterns, cues = _UNSTATED_RES, _UNSTATED_CUES
     if version >= 2:
         patterns, cues = patterns + _UNSTATED_RES_2, cues + _UNSTATED_CUES_2
+    if version >= 3:
+        patterns, cues = patterns + _UNSTATED_RES_3, cues + _UNSTATED_CUES_3
     if not any(cue in lower for cue in cues):
         return []
     short = name
@@ -510,14 +523,15 @@ class CatalogMatcher:
         pregnancy: bool = False,
         sex: bool = False,
         encounter: bool = False,
+        uncomplicated: bool = False,
         calibration: dict[str, dict[str, list[float]]] | None = None,
     ) -> None:
         if lexicon not in _LEXICONS:
             raise ValueError(f"unknown matcher lexicon {lexicon} (known: {sorted(_LEXICONS)})")
-        if int(status_codes) not in (0, 1, 2):
-            raise ValueError(f"unknown matcher status_codes {status_codes} (known: [0, 1, 2])")
-        if int(index_defaults) not in (0, 1, 2):
-            raise ValueError(f"unknown matcher index_defaults {index_defaults} (known: [0, 1, 2])")
+        if int(status_codes) not in (0, 1, 2, 3):
+            raise ValueError(f"unknown matcher status_codes {status_codes} (known: [0, 1, 2, 3])")
+        if int(index_defaults) not in (0, 1, 2, 3):
+            raise ValueError(f"unknown matcher index_defaults {index_defaults} (known: [0, 1, 2, 3])")
         unknown = set(calibration or {}) - set(systems)
         if unknown:
             raise ArtifactError(f"matcher calibration for code systems it does not score: {sorted(unknown)}")
@@ -655,6 +669,12 @@ class CatalogMatcher:
         # Excludes1 notes keep apart from it, gives way to that code ("acute cholecystitis" inside "calculus
         # of gallbladder with acute cholecystitis"; "iron deficiency" inside "iron deficiency anemia").
         self.excluded_within = excluded_within
+        # A note that names a condition's complication does not also code it "without complications": with
+        # `uncomplicated`, such a code (E11.9, K51.90) gives way where another code of its category is named.
+        self.uncomplicated = uncomplicated
+        self._without_complications = np.asarray(
+            [s == "ICD-10-CM" and catalog.cm.description(c).lower().endswith("without complications")
+             for c, s in zip(self.codes, self.code_systems)], dtype=bool)
         self.lexicon = lexicon
         # Guideline: a condition named in a personal history ("history of stroke") or of a relative
         # ("father had colon cancer") is coded with its history code (Z86.73, Z80.0); models.history.
@@ -674,12 +694,15 @@ class CatalogMatcher:
         self.status_codes = int(status_codes)
         # Hypertension with heart failure or CKD, diabetes with its complications and coronary
         # atherosclerosis with angina are coded as their combination (models.combinations).
-        self.combinations = int(combinations)  # 2: also the other pairs the index lists under "with" (PAIRS)
+        # 2: also the other pairs the index lists under "with" (PAIRS); 3: also a pregnant patient's conditions
+        # as complicating the pregnancy (IN_PREGNANCY).
+        self.combinations = int(combinations)
         code_array = np.asarray(self.codes)
         self._condition_idx = {  # prefix, or tuple of prefixes -> the codes under it
             p: np.flatnonzero(np.logical_or.reduce([np.char.startswith(code_array, q) for q in np.atleast_1d(p)]))
             for p in (*CONDITIONS, COMBINED, *DIABETES, *DIABETES_WITH, CORONARY,
-                      *(q for first, second, _, _ in PAIRS for q in (first, second)))} if combinations else {}
+                      *(q for first, second, _, _ in PAIRS for q in (first, second)),
+                      *(prefixes for prefixes, _, _ in IN_PREGNANCY))} if combinations else {}
         # Diabetes "without complications" (and "in remission"), which every combination excludes; the angina
         # codes a coronary combination is made of.
         self._diabetes_without = np.asarray([self.code_to_idx[c] for p in DIABETES for c in (p + ".9", p + ".A")
@@ -818,6 +841,8 @@ class CatalogMatcher:
             self._add_status_codes(text, segments, scores, best_segment)
         if self.combinations:
             self._add_combination(scores, best_segment)
+        if self.combinations >= 3 and delivery_outcome(text) is None:
+            self._combine_pregnancy(trimester(text), scores, best_segment)
         rows = [i for i in self._rows if scores[i] > 0]
         in_note = stated_approaches(text) if rows else []
         for i in rows:
@@ -827,6 +852,8 @@ class CatalogMatcher:
             scores[i], best_segment[i] = 0.0, -1
         if self.inspection_inherent:
             self._inspection_inherent(scores)
+        if self.uncomplicated:
+            self._complications_named(scores)
         if self.external_causes < 1.0 and scores[self._injury].max(initial=0.0) < _DEFINITIVE:
             scores[self._external] *= np.float32(self.external_causes)
         if self.integral_symptoms < 1.0 and scores[self._definitive].max(initial=0.0) >= _DEFINITIVE:
@@ -861,6 +888,13 @@ class CatalogMatcher:
                        for _, b, terms_b, full in found):
                     weights[k] = _GIVE_WAY
         return weights
+
+    def _complications_named(self, scores: np.ndarray) -> None:
+        """Each "without complications" code at `_GIVE_WAY` where another code of its category is named."""
+        named = np.flatnonzero((scores >= _DEFINITIVE) & ~self._without_complications)
+        plain = np.flatnonzero(self._without_complications & (scores > 0))
+        if named.size and plain.size:
+            scores[plain[np.isin(self._code_group[plain], self._code_group[named])]] *= _GIVE_WAY
 
     def _inspection_inherent(self, scores: np.ndarray) -> None:
         """Each inspection below half the best other procedure on its body system, where one is named."""
@@ -917,6 +951,20 @@ class CatalogMatcher:
             if score > scores[j]:
                 scores[j], best_segment[j] = score, sentence
 
+    def _combine_pregnancy(self, stated: int | None, scores: np.ndarray, best_segment: np.ndarray) -> None:
+        """A pregnant patient's conditions as complicating the pregnancy in the trimester `stated`
+        (models.combinations.IN_PREGNANCY), each with its condition's sentence and score."""
+        best = [self._condition_idx[prefixes] for prefixes, _, _ in IN_PREGNANCY]
+        for i, code in pregnancy_combinations([float(scores[b].max(initial=0.0)) for b in best], stated):
+            j, b = self.code_to_idx.get(code), best[i]
+            if j is None:
+                continue
+            condition = b[np.argmax(scores[b])]
+            if scores[condition] > scores[j]:
+                scores[j], best_segment[j] = scores[condition], best_segment[condition]
+            if IN_PREGNANCY[i][2]:
+                scores[b] *= _GIVE_WAY
+
     def _combine_coronary(self, scores: np.ndarray, best_segment: np.ndarray) -> None:
         """Coronary atherosclerosis with the best angina named: I25.11x, with the angina's sentence."""
         angina = {c: float(scores[i]) for c, i in self._angina_idx.items()}
@@ -944,13 +992,17 @@ class CatalogMatcher:
 
     def _add_status_codes(self, text: str, segments: list[Segment], scores: np.ndarray,
                           best_segment: np.ndarray) -> None:
-        """Z79, Z3A and Z37 codes (with `status_codes` 2 also Z90, Z94-Z96 and Z99.2) into `scores` (in place),
-        each with its sentence; several drugs of one sentence are all taken, not siblings of one another."""
+        """Z79, Z3A and Z37 codes (with `status_codes` 2 also Z90, Z94-Z96 and Z99.2, with 3 also the body mass
+        index, Z68) into `scores` (in place), each with its sentence; several drugs of one sentence are all
+        taken, not siblings of one another."""
         found = [(i, code, score) for i, seg in enumerate(segments) for code, score in drug_therapy(seg.text).items()]
         if self.status_codes >= 2:
             found += [(i, code, score) for i, seg in enumerate(segments)
                       for code, score in procedure_status(seg.text).items()]
-        for stated, score in ((gestation(text), GESTATION), (delivery_outcome(text), OUTCOME)):
+        stated_in_note = [(gestation(text), GESTATION), (delivery_outcome(text), OUTCOME)]
+        if self.status_codes >= 3:
+            stated_in_note.append((body_mass_index(text), BMI))
+        for stated, score in stated_in_note:
             if stated is not None:
                 found.append((next(i for i, seg in enumerate(segments) if seg.end > stated[1]), stated[0], score))
         for i, code, score in found:
@@ -988,7 +1040,7 @@ class CatalogMatcher:
                     "unspecified_site": self.unspecified_site, "excluded_within": self.excluded_within,
                     "external_causes": self.external_causes, "dominance": self.dominance,
                     "pregnancy": self.pregnancy, "sex": self.sex, "encounter": self.encounter,
-                    "calibration": self.calibration}
+                    "uncomplicated": self.uncomplicated, "calibration": self.calibration}
         return ScorerState(self.kind, settings, list(dict.fromkeys(self.code_systems)))
 
     @classmethod

@@ -169,3 +169,51 @@ def procedure_status(sentence: str) -> dict[str, float]:
     if _DIALYSIS_RE.search(sentence):
         found["Z99.2"] = STATUS
     return found
+
+
+# Guideline I.C.21.c.3: a body mass index is coded (Z68) only beside a weight diagnosis the provider states
+# (obesity, overweight, underweight, malnutrition), from the value a note gives; an adult's by its range,
+# a child's (2-19 years) by its percentile for age. A child's bare value says no percentile: not coded.
+_BMI_RE = re.compile(r"\bBMI\b(?:\s+(?:of|is|was|=|now))?\s*[:=~]?\s*(\d{2}(?:\.\d+)?)(?!\s*(?:st|nd|rd|th|%))",
+                     re.IGNORECASE)
+_BMI_PERCENTILE_RE = re.compile(
+    r"\bBMI\b[^.\n]{0,30}?(?:(>|>=|≥|<)\s*)?(\d{1,2})(?:st|nd|rd|th)?\s*(?:%ile|percentile|pctl|%\s*for\s+age)",
+    re.IGNORECASE)
+_WEIGHT_DIAGNOSIS_RE = re.compile(r"\b(?:obes\w*|overweight|underweight|malnutrition|malnourished|cachexi?a\w*)\b",
+                                  re.IGNORECASE)
+_AGE_RE = re.compile(r"(?<![\d.°])\b(\d{1,3})\s*(?:-?\s*(?:yo|y/o|y\.o\.|year[- ]old|years? old|yr[- ]old)\b|"
+                     r"(?-i:[FM])\b(?!\s*(?:foley|fr\b|french|catheter|sheath)))", re.IGNORECASE)
+_ADULT_BMI = ((40, "Z68.41"), (45, "Z68.42"), (50, "Z68.43"), (60, "Z68.44"), (70, "Z68.45"))
+BMI = 0.8
+
+
+def patient_age(text: str) -> int | None:
+    """The patient's age in years as the note's opening demographics say it ("58F", "9yo"), or None."""
+    match = _AGE_RE.search(text[:200])
+    return int(match.group(1)) if match else None
+
+
+def body_mass_index(text: str) -> tuple[str, int] | None:
+    """The Z68 code of the body mass index a note states beside a weight diagnosis, with where it is said."""
+    if not _WEIGHT_DIAGNOSIS_RE.search(text):
+        return None
+    age = patient_age(text)
+    child = age is not None and age < 20
+    percentile = _BMI_PERCENTILE_RE.search(text)
+    if percentile is not None and (child or age is None):
+        value = int(percentile.group(2)) + (1 if percentile.group(1) == ">" else 0)
+        code = "Z68.51" if value < 5 else "Z68.52" if value < 85 else "Z68.53" if value < 95 else "Z68.54"
+        return code, percentile.start()
+    stated = _BMI_RE.search(text)
+    if stated is None or child:
+        return None
+    value = float(stated.group(1))
+    if not 10 <= value <= 100:
+        return None
+    if value < 20:
+        code = "Z68.1"
+    elif value < 40:
+        code = f"Z68.{int(value)}"
+    else:
+        code = next(c for bound, c in reversed(_ADULT_BMI) if value >= bound)
+    return code, stated.start()

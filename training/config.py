@@ -44,12 +44,14 @@ class MatcherModelConfig(_Strict):
                        "4: also 'type 1' as one term, 'calculous' as 'calculus'; 5: also 'stone' as 'calculus', the "
                        "organ a condition implies, hemiparesis as hemiplegia)")
     index_defaults: int = Field(
-        0, ge=0, le=2, description="names also as a note that leaves out the default says them (1 or true: untyped "
+        0, ge=0, le=3, description="names also as a note that leaves out the default says them (1 or true: untyped "
                                    "diabetes as type 2, 'unspecified as acute or chronic', [brackets]; 2: also "
-                                   "'chronic or unspecified' ulcers, primary osteoarthritis, unilateral)")
+                                   "'chronic or unspecified' ulcers, primary osteoarthritis, unilateral; 3: also "
+                                   "morbid obesity due to excess calories, idiopathic gout)")
     status_codes: int = Field(
-        0, ge=0, le=2, description="status codes (1 or true: long-term drug therapy Z79, weeks of gestation Z3A, "
-                                   "delivery outcome Z37; 2: also status after a past procedure, dialysis)")
+        0, ge=0, le=3, description="status codes (1 or true: long-term drug therapy Z79, weeks of gestation Z3A, "
+                                   "delivery outcome Z37; 2: also status after a past procedure, dialysis; 3: also "
+                                   "the body mass index beside a weight diagnosis, Z68)")
     unspecified_site: bool = Field(False, description="a closing ', unspecified <site>' keeps its site")
     excluded_within: bool = Field(
         False, description="a name inside a fuller one of a sibling or an Excludes1 partner, matched in full, weighs half")
@@ -59,12 +61,14 @@ class MatcherModelConfig(_Strict):
     pregnancy: bool = Field(False, description="obstetric names without 'maternal care for', with the note's trimester")
     sex: bool = Field(False, description="a breast of the sex the note's demographics give")
     encounter: bool = Field(False, description="the 7th character from the note's encounter words, anywhere in it")
+    uncomplicated: bool = Field(
+        False, description="a 'without complications' code gives way where another code of its category is named")
     complete_pcs: bool = Field(False, description="complete 7-character PCS codes instead of 4-character table rows")
     combinations: int = Field(
-        0, ge=0, le=2, description="combination codes (1 or true: hypertension with heart failure or CKD as I11 / I12 / "
+        0, ge=0, le=3, description="combination codes (1 or true: hypertension with heart failure or CKD as I11 / I12 / "
                                    "I13, diabetes with its complications, coronary atherosclerosis with angina; 2: also "
                                    "hydronephrosis with a stone, substance dependence with intoxication, COPD with "
-                                   "pneumonia)")
+                                   "pneumonia; 3: also a pregnant patient's conditions as complicating the pregnancy)")
     inspection_inherent: bool = Field(False, description="no PCS inspection beside another procedure on its body system")
     integral_symptoms: float = Field(1.0, gt=0, le=1,
                                      description="weight of symptom codes (R) in a note with a definitive diagnosis")

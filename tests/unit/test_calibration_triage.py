@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from eval.triage import NoteCandidates, precision_lower_bound, triage_stats, tune_thresholds
+from eval.triage import (
+    NoteCandidates,
+    accepted_codes,
+    precision_lower_bound,
+    triage_stats,
+    tune_accept,
+    tune_thresholds,
+)
 from models.calibration import IsotonicCalibrator
 from models.decision import Thresholds
 from models.errors import ArtifactError
@@ -65,6 +72,24 @@ def test_tuning_reaches_the_target_or_reviews_everything() -> None:
     impossible = [NoteCandidates(np.array([0.9]), np.array([False]), 1) for _ in range(10)]
     thresholds, stats = tune_thresholds(impossible, target_precision=0.95, top_k=5)
     assert thresholds.accept == 1.0 and stats["skip_rate"] == 0.0
+
+
+def test_accepted_codes_count_on_every_note_reviewed_or_not() -> None:
+    stats = accepted_codes(_notes(), Thresholds(accept=0.85, suggest=0.0, review_band=0.2), top_k=5)
+    # 0.95, 0.9 | 0.95 (its note is reviewed for the 0.4) | 0.97, 0.92: 5 accepted, 4 right, of 7 gold.
+    assert stats["codes_accepted"] == 5 and stats["precision"] == pytest.approx(4 / 5)
+    assert stats["recall"] == pytest.approx(4 / 7) and stats["precision_lower_bound"] < 0.8
+
+
+def test_the_code_level_rule_accepts_the_most_codes_that_keep_the_target() -> None:
+    notes = [NoteCandidates(np.array([0.99, 0.6, 0.01]), np.array([True, False, False]), 2) for _ in range(60)]
+    thresholds, stats = tune_accept(notes, target_precision=0.9, top_k=5)
+    # Accepting 0.6 would let 60 wrong codes through; 0.99 keeps 60 of 60 right, whatever the notes' other codes.
+    assert 0.6 < thresholds.accept <= 0.99 and thresholds.review_band == thresholds.suggest
+    assert stats["codes_accepted"] == 60 and stats["precision"] == 1.0 and stats["precision_lower_bound"] >= 0.9
+    few = notes[:10]  # 10 of 10 right: the lower bound (0.74) does not reach 0.9
+    thresholds, stats = tune_accept(few, target_precision=0.9, top_k=5)
+    assert thresholds.accept == 1.0 and stats["codes_accepted"] == 0
 
 
 def test_hybrid_calibration_keeps_the_ranking() -> None:

@@ -17,6 +17,7 @@ from models.predictor import SYSTEMS
 from training.default_calibration import main
 
 MINI = Path(__file__).parents[1] / "fixtures" / "codiesp_mini"
+US_NOTES = Path(__file__).parents[1] / "fixtures" / "us_notes" / "notes.jsonl"
 
 
 def test_calibrated_match_scores_keep_order_and_leave_unmatched_codes_out() -> None:
@@ -28,22 +29,34 @@ def test_calibrated_match_scores_keep_order_and_leave_unmatched_codes_out() -> N
     assert calibrated[0, 2:].max() == pytest.approx(0.3, abs=2e-3) and calibrated[0, 1] == pytest.approx(0.05, abs=1e-3)
 
 
-def test_fitting_writes_a_calibration_in_the_shipped_form(tmp_path: Path) -> None:
+def test_fitting_writes_a_calibration_per_code_form_in_the_shipped_form(tmp_path: Path) -> None:
     out = tmp_path / "calibration.json"
     assert main(["--data", str(MINI), "--split", "train", "--output", str(out)]) == 0
-    fitted = json.loads(out.read_text(encoding="utf-8"))  # strict JSON: no NaN where no note was auto-coded
-    for data in (fitted, default_calibration()):
+    us = tmp_path / "us.jsonl"  # US notes are a code form of their own, "as-is"
+    lines = US_NOTES.read_text(encoding="utf-8").splitlines(keepends=True)
+    us.write_text("".join(lines[:3]), encoding="utf-8")  # three outpatient notes: no procedure to fit on
+    assert main(["--data", str(us), "--output", str(out)]) == 2
+    us.write_text("".join(lines[:3] + lines[60:63]), encoding="utf-8")  # and three operative reports
+    assert main(["--data", str(us), "--output", str(out)]) == 0
+    fitted = json.loads(out.read_text(encoding="utf-8"))  # strict JSON: no NaN where no code was accepted
+    assert set(fitted) == {"codiesp", "as-is"}  # the second fit kept the first's form
+    for data in (fitted["codiesp"], fitted["as-is"], default_calibration("codiesp"), default_calibration("as-is")):
         assert set(data["calibration"]) == set(SYSTEMS)
         for system in SYSTEMS:
             calibrator = IsotonicCalibrator.from_dict(data["calibration"][system])
             assert 0.0 <= calibrator.y.min() and calibrator.y.max() <= 1.0
         Thresholds.from_dict(data["thresholds"])
-    assert fitted["fit"]["notes"] == 3 and fitted["fit"]["ICD-10-CM"]["positives"] > 0
+    assert fitted["codiesp"]["fit"]["notes"] == 3 and fitted["codiesp"]["fit"]["ICD-10-CM"]["positives"] > 0
+    assert fitted["as-is"]["fit"]["code_form"] == "as-is" and fitted["as-is"]["fit"]["notes"] == 6
+    out.write_text("{not json", encoding="utf-8")
+    assert main(["--data", str(us), "--output", str(out)]) == 2  # a broken file is named, not overwritten
+    assert out.read_text(encoding="utf-8") == "{not json"
 
 
-def test_the_default_answers_with_its_shipped_calibration(catalog: Catalog) -> None:
-    shipped = default_calibration()
-    predictor = default_predictor(catalog)
+@pytest.mark.parametrize("code_form", ["as-is", "codiesp"])
+def test_the_default_answers_with_its_shipped_calibration(catalog: Catalog, code_form: str) -> None:
+    shipped = default_calibration(code_form)
+    predictor = default_predictor(catalog, code_form=code_form)
     assert predictor.thresholds == Thresholds.from_dict(shipped["thresholds"])
     text = "Type 2 diabetes mellitus without complications. Laparoscopic appendectomy."
     raw = predictor.scorer.match(text).scores  # the match itself is uncalibrated

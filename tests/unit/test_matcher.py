@@ -369,3 +369,32 @@ def test_index_readings_of_bites_vaccine_lists_and_thrombosis(matcher: CatalogMa
     assert _top_system(matcher, "Admitted for RSV bronchiolitis.", "ICD-10-CM", 1) == ["J21.0"]
     # "Embolism and thrombosis" is either: a DVT of the popliteal vein is I82.43-.
     assert _top_system(matcher, "LE duplex: acute DVT L popliteal vein.", "ICD-10-CM", 1) == ["I82.432"]
+
+
+def test_body_mass_index_beside_a_weight_diagnosis_and_morbid_obesity(matcher: CatalogMatcher) -> None:
+    # I.C.21.c.3: Z68 with the weight diagnosis it belongs to; the index: "Obesity, morbid E66.01".
+    assert {"E66.01", "Z68.41"} <= set(_top(matcher, "59M w/ HTN, morbid obesity (BMI 42.3), OSA on CPAP.", 3))
+    scores = matcher.match("BMI 24.1, no acute distress.").scores
+    assert all(scores[matcher.code_to_idx[c]] == 0 for c in ("Z68.24", "Z68.1"))  # no weight diagnosis
+
+
+def test_no_without_complications_code_beside_a_complication(matcher: CatalogMatcher) -> None:
+    scores = matcher.match("58F w/ DM2 on metformin. Hypoglycemia to 52 this AM.").scores
+    index = matcher.code_to_idx
+    assert scores[index["E11.649"]] > 0.6 and scores[index["E11.9"]] < 0.5 * scores[index["E11.649"]]
+    assert _top(matcher, "Type 2 diabetes mellitus, diet controlled.", 1) == ["E11.9"]
+
+
+def test_a_pregnant_patients_conditions_complicate_the_pregnancy(matcher: CatalogMatcher) -> None:
+    # I.C.15.a.1 and a.3: chapter 15 first, with the trimester of the gestational age.
+    top = _top(matcher, "29F G2P1 at 22w2d w/ acute cystitis.", 3)
+    assert top.index("O23.12") < top.index("N30.00")  # O23 includes the infection
+    assert {"O99.282", "E03.9"} <= set(_top(matcher, "33F G1P0 at 24w on levothyroxine for hypothyroidism.", 3))
+    # A delivery's conditions complicate childbirth, not the pregnancy.
+    delivered = _top(matcher, "29F G2P1 at 39w1d, NSVD of a liveborn male infant. Acute cystitis treated.", 6)
+    assert not any(c.startswith("O23") for c in delivered)
+
+
+def test_packs_a_day_are_cigarettes_and_anaphylaxis_is_an_anaphylactic_reaction(matcher: CatalogMatcher) -> None:
+    assert _top(matcher, "Smoker, 1 ppd.", 1) == ["F17.210"]
+    assert _top(matcher, "Anaphylaxis after eating peanuts.", 1) == ["T78.01XA"]

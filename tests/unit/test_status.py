@@ -2,7 +2,16 @@
 
 import pytest
 
-from models.status import MENTIONED, NEW, ONGOING, delivery_outcome, drug_therapy, gestation
+from models.status import (
+    MENTIONED,
+    NEW,
+    ONGOING,
+    body_mass_index,
+    delivery_outcome,
+    drug_therapy,
+    gestation,
+    patient_age,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +64,14 @@ def test_gestation(text: str, expected: str | None) -> None:
 def test_delivery_outcome(text: str, expected: str | None) -> None:
     found = delivery_outcome(text)
     assert (found[0] if found else None) == expected
+
+
+def test_the_body_mass_index_by_range_or_percentile_beside_a_weight_diagnosis() -> None:
+    assert body_mass_index("59M w/ morbid obesity (BMI 42.3)") == ("Z68.41", 23)
+    assert body_mass_index("Obesity, BMI 34: nutrition referral.")[0] == "Z68.34"
+    assert body_mass_index("45F obese, BMI of 72.")[0] == "Z68.45"
+    assert body_mass_index("Malnutrition, BMI 17.8.")[0] == "Z68.1"
+    assert body_mass_index("9yo M w/ obesity, BMI 97th percentile for age.")[0] == "Z68.54"
+    assert body_mass_index("BMI 31.2. Lungs clear.") is None  # no weight diagnosis, no Z68
+    assert body_mass_index("16yo F obese, BMI 31.") is None  # a child's bare value gives no percentile
+    assert patient_age("72 yo M w/ CHF") == 72 and patient_age("Pt seen today.") is None
