@@ -84,6 +84,17 @@ _CURATED: list[tuple[str, str]] = [
     (r"(?-i:PNA)", "pneumonia"),
     (r"(?-i:PVD|PAD)", "peripheral vascular disease"),
     (r"(?-i:EGD)", "esophagogastroduodenoscopy upper gastrointestinal endoscopy"),
+    # A paracentesis with no site is of the abdomen (the index: "Paracentesis, peritoneal cavity 0W9G"); LVP
+    # is a large-volume one.
+    (r"(?<!eye\s)(?<!anterior chamber\s)paracentesis|(?-i:LVP)", "paracentesis peritoneal cavity"),
+    # A vaginal delivery is the delivery of the products of conception (10E0XZZ); a cesarean is not.
+    (r"(?-i:NSVD|SVD)|(?:normal\s+)?(?:spontaneous\s+)?vaginal\s+delivery", "delivery of products of conception"),
+    # A central venous catheter (a PICC too) is an infusion device inserted into the superior vena cava.
+    ((r"(?:triple[- ]lumen\s+)?(?-i:CVC|PICC)(?:\s+line)?|central\s+(?:venous\s+)?(?:line|catheter)|"
+      r"triple[- ]lumen\s+catheter"), "insertion of infusion device into superior vena cava percutaneous"),
+    # Intubation for ventilation is an endotracheal airway inserted into the trachea through the mouth or nose.
+    (r"(?:endotracheal(?:ly)?\s+)?intubat(?:ed|ion)|(?-i:ETT)",
+     "insertion endotracheal airway trachea via natural or artificial opening"),
     (r"(?-i:CABG)", "coronary artery bypass"),
     (r"(?-i:PCI)", "percutaneous coronary intervention"),
     (r"(?-i:TKA|TKR)", "total knee replacement"),

@@ -38,7 +38,7 @@ from models.combinations import (
 )
 from models.errors import ArtifactError
 from models.history import assign, history_ranges
-from models.pcs_completion import complete, stated_approaches
+from models.pcs_completion import complete, stated_approaches, stated_duration
 from models.scorer import Scored, ScorerState, StateContext
 from models.status import (
     BMI,
@@ -845,8 +845,10 @@ class CatalogMatcher:
             self._combine_pregnancy(trimester(text), scores, best_segment)
         rows = [i for i in self._rows if scores[i] > 0]
         in_note = stated_approaches(text) if rows else []
+        duration = stated_duration(text) if rows else None
         for i in rows:
-            j = self.code_to_idx[complete(self.codes[i], self._rows[i], segments[best_segment[i]].text, in_note)]
+            j = self.code_to_idx[complete(self.codes[i], self._rows[i], segments[best_segment[i]].text, in_note,
+                                          duration)]
             if scores[i] > scores[j]:
                 scores[j], best_segment[j] = scores[i], best_segment[i]
             scores[i], best_segment[i] = 0.0, -1

@@ -25,6 +25,13 @@ def expander() -> AbbreviationExpander:
     ("s/p lap chole", "status post"),
     ("Dx: AUD, moderate.", "alcohol dependence"),  # the index: a moderate use disorder is dependence
     ("4yo well-child check", "routine child health examination"),
+    ("Smokes 1 ppd.", "cigarettes"),
+    ("Anaphylaxis to peanuts.", "anaphylactic reaction"),
+    ("Bedside LVP, 4 L off.", "paracentesis peritoneal cavity"),
+    ("Therapeutic paracentesis.", "paracentesis peritoneal cavity"),
+    ("NSVD of a liveborn girl.", "delivery of products of conception"),
+    ("R IJ triple-lumen CVC placed.", "insertion of infusion device into superior vena cava"),
+    ("Intubated for airway protection.", "endotracheal airway"),
 ])
 def test_common_abbreviations_are_written_out(expander: AbbreviationExpander, text: str, written_out: str) -> None:
     assert written_out in expander.expand(text)

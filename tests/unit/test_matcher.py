@@ -398,3 +398,15 @@ def test_a_pregnant_patients_conditions_complicate_the_pregnancy(matcher: Catalo
 def test_packs_a_day_are_cigarettes_and_anaphylaxis_is_an_anaphylactic_reaction(matcher: CatalogMatcher) -> None:
     assert _top(matcher, "Smoker, 1 ppd.", 1) == ["F17.210"]
     assert _top(matcher, "Anaphylaxis after eating peanuts.", 1) == ["T78.01XA"]
+
+
+def test_common_inpatient_procedures_as_notes_write_them(matcher: CatalogMatcher) -> None:
+    def best_procedure(text: str) -> str:
+        scores = matcher.match(text).scores
+        return matcher.codes[max((i for i in scores.nonzero()[0] if matcher.code_systems[i] == "ICD-10-PCS"),
+                                 key=lambda i: scores[i])]
+
+    assert best_procedure("Therapeutic paracentesis at bedside, 3.8 L removed.") == "0W9G3ZZ"
+    assert best_procedure("Intubated in the ICU for hypercapnic failure.") == "0BH17EZ"
+    assert best_procedure("NSVD of a viable female infant.") == "10E0XZZ"
+    assert best_procedure("R IJ triple-lumen CVC placed, tip in SVC.") == "02HV33Z"

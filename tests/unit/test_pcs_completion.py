@@ -4,7 +4,7 @@ import pytest
 
 from models.artifact import default_predictor
 from models.catalog import Catalog
-from models.pcs_completion import complete, stated_approaches
+from models.pcs_completion import complete, stated_approaches, stated_duration
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,17 @@ from models.pcs_completion import complete, stated_approaches
 def test_complete(catalog: Catalog, prefix: str, sentence: str, note: str, expected: str) -> None:
     code = complete(prefix, catalog.pcs.codes_under(prefix), sentence, stated_approaches(note or sentence))
     assert code == expected and catalog.pcs.is_billable(code)
+
+
+def test_ventilation_takes_the_duration_the_note_states(catalog: Catalog) -> None:
+    note = "Intubated in ICU HD1, placed on mechanical ventilation. Extubated HD4 (~70 h on vent). Abx x 7 days."
+    assert stated_duration(note) == "4"  # the 7 days of antibiotics are not the ventilation's
+    assert stated_duration("On vent x 5 days.") == "5" and stated_duration("Vent 12 hrs.") == "3"
+    assert stated_duration("Fever x 3 days. On vent.") is None
+    codes = catalog.pcs.codes_under("5A19")
+    assert complete("5A19", codes, "Placed on mechanical ventilation.", [], stated_duration(note)) == "5A1945Z"
+    assert complete("5A19", codes, "Placed on mechanical ventilation.", []) == "5A1935Z"  # unstated: first row
+    assert complete("0DTJ", catalog.pcs.codes_under("0DTJ"), "Appendectomy.", [], "4") == "0DTJ0ZZ"  # no duration
 
 
 def test_stated_approaches() -> None:
