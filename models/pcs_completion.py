@@ -36,8 +36,6 @@ _DIAGNOSTIC_RE = re.compile(r"biops|diagnostic|\bFNA\b|brushings?", re.IGNORECAS
 # the ventilation that gives the hours or days ("~70 h on vent", "extubated after 5 days") says which.
 _DURATION_TABLES = frozenset({"5A09", "5A19"})
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:-\s*)?(h|hrs?|hours?|d|days?)\b", re.IGNORECASE)
-
-
 _VENTILATION_RE = re.compile(r"\b(?:vent\w*|intubat\w*|extubat\w*|(?-i:MV|BiPAP|CPAP))\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"(?<=[.;\n])\s+")
 
