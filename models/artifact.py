@@ -155,7 +155,12 @@ def save_artifact(
     return target
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's content.
+
+    Raises:
+        ArtifactError: the file is missing, or not UTF-8 JSON.
+    """
     if not path.is_file():
         raise ArtifactError(f"{path}: missing")
     try:
@@ -167,7 +172,7 @@ def _read_json(path: Path) -> Any:
 def read_config(directory: str | Path) -> dict:
     """Read and validate an artifact's config.json."""
     path = Path(directory) / "config.json"
-    config = _read_json(path)
+    config = read_json(path)
     if not isinstance(config, dict):
         raise ArtifactError(f"{path}: expected a JSON object")
     if config.get("format_version") != FORMAT_VERSION:
@@ -184,10 +189,10 @@ def _read_state(root: Path, config: dict) -> ScorerState:
         tensors = load_file(str(weights)) if weights.exists() else {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights}: cannot be read ({exc})") from exc
-    labels = _read_json(root / "labels.json") if (root / "labels.json").exists() else None
+    labels = read_json(root / "labels.json") if (root / "labels.json").exists() else None
     if labels is not None and (not isinstance(labels, dict) or set(labels) - set(SYSTEMS)):
         raise ArtifactError(f"{root / 'labels.json'}: expected an object keyed by {list(SYSTEMS)}")
-    parts = _read_json(root / "parts.json") if (root / "parts.json").exists() else {}
+    parts = read_json(root / "parts.json") if (root / "parts.json").exists() else {}
     # The scorer's own files are listed in config.json; an artifact written before the list has its ranker
     # as its only one, a text file.
     names = config.get("files")
@@ -255,7 +260,7 @@ def load_artifact(directory: str | Path, catalog: Catalog | None = None, runtime
         raise ArtifactError(f"{root}: not a directory")
     config = read_config(root)
     catalog = catalog or get_catalog()
-    thresholds = Thresholds.from_dict(_read_json(root / "thresholds.json"))
+    thresholds = Thresholds.from_dict(read_json(root / "thresholds.json"))
     head_choice(head_precision)  # an unknown precision is refused whether or not a transformer is inside
     try:
         scorer = StateContext(catalog, SCORER_KINDS).from_state(_read_state(root, config))
@@ -337,7 +342,7 @@ def default_calibration(code_form: str = "as-is") -> dict:
     Raises:
         ArtifactError: the file is missing or unreadable, or holds no calibration for the code form.
     """
-    data = _read_json(DEFAULT_CALIBRATION)
+    data = read_json(DEFAULT_CALIBRATION)
     entry = data.get(code_form) if isinstance(data, dict) else None
     if not isinstance(entry, dict) or not {"calibration", "thresholds"} <= set(entry):
         raise ArtifactError(f"{DEFAULT_CALIBRATION}: expected 'calibration' and 'thresholds' under {code_form!r}")

@@ -22,7 +22,7 @@ import numpy as np
 from eval import metrics
 from eval.report import GOLD_COLUMNS, mask_by_encounter, note_candidates, score_dataset
 from eval.triage import triage_stats, tune_accept
-from models.artifact import DEFAULT_CALIBRATION, default_predictor
+from models.artifact import DEFAULT_CALIBRATION, default_predictor, read_json
 from models.calibration import IsotonicCalibrator
 from models.errors import ArtifactError, CoderError, InputError
 from models.matcher import calibrate_match_scores
@@ -84,12 +84,9 @@ def fit_default_calibration(texts: list[str], gold: dict[str, list[list[str]]], 
 
 def write_calibration(path: Path, code_form: str, entry: dict) -> None:
     """Write `entry` as the code form's calibration in `path`, keeping the other forms' entries."""
-    data: dict = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{path}: not JSON ({exc})") from exc
+    data = read_json(path) if path.exists() else {}
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected an object of code forms")
     data[code_form] = entry
     # One line per entry: the breakpoint lists stay readable in a diff. NaN (nothing accepted) is null.
     forms = []
